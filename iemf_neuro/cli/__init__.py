@@ -1,0 +1,54 @@
+"""The ``iemf-neuro`` command: one subcommand per pipeline step, each a thin wiring of the Python API.
+
+Every subcommand lives in its own module here with ``register(subparsers)``; the handler is set with
+``set_defaults(func=...)`` and imports its heavy dependencies (torch, Lava) only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from iemf_neuro.errors import UserError
+
+from . import data, energy, evaluate, export, pipeline, simulate, train
+
+SUBCOMMANDS = (data, train, evaluate, export, simulate, energy, pipeline)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iemf-neuro",
+        description="Train IEMF audio-visual SNNs, export them to NIR, simulate them in Lava, report energy.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; finished artefacts are kept, re-run the same command to continue",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback dump
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: internal error ({type(exc).__name__}: {exc}); re-run with --debug for the traceback "
+              "and report it", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Model configurations: dataclasses and the named, built-in ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from iemf_neuro.errors import UserError
+
+from .neurons import NeuronConfig
+
+ARCHS = ("mlp", "cnn", "resnet18")
+ENCODINGS = ("direct", "rate")
+
+
+@dataclass(frozen=True)
+class BranchConfig:
+    arch: str  # "mlp", "cnn" or "resnet18"
+    input_shape: tuple[int, ...]  # one sample of this modality, e.g. (32, 32) or (1, 32, 32)
+    widths: tuple[int, ...] = ()  # mlp: hidden sizes; cnn: channels per conv stage; resnet18: unused
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown branch arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.arch != "resnet18" and not self.widths:
+            raise ValueError(f"{self.arch} branch needs at least one width")
+        if any(int(w) <= 0 for w in (*self.input_shape, *self.widths)):
+            raise ValueError("branch shapes and widths must be positive")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    audio: BranchConfig
+    visual: BranchConfig
+    fusion: str = "concat"  # concat | sum | film | gated
+    fusion_dim: int = 64  # fusion neurons
+    num_classes: int = 10
+    time_steps: int = 10  # T
+    encoding: str = "direct"  # direct (analog current, Loihi 2 graded spikes) | rate (Bernoulli spikes)
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}")
+        if self.time_steps < 1 or self.fusion_dim < 1 or self.num_classes < 2:
+            raise ValueError("time_steps and fusion_dim must be >= 1 and num_classes >= 2")
+
+
+MODEL_CONFIGS: dict[str, ModelConfig] = {
+    "avdigits-mlp": ModelConfig(
+        name="avdigits-mlp",
+        audio=BranchConfig("mlp", (32, 32), (128,)),
+        visual=BranchConfig("mlp", (8, 8), (64,)),
+        fusion="concat", fusion_dim=64, num_classes=10, time_steps=10),
+    "avdigits-cnn": ModelConfig(
+        name="avdigits-cnn",
+        audio=BranchConfig("cnn", (1, 32, 32), (8, 16)),
+        visual=BranchConfig("cnn", (1, 8, 8), (8, 16)),
+        fusion="concat", fusion_dim=128, num_classes=10, time_steps=10),
+    "cremad-resnet18": ModelConfig(
+        name="cremad-resnet18",
+        audio=BranchConfig("resnet18", (1, 257, 188)),
+        visual=BranchConfig("resnet18", (3, 224, 224)),
+        fusion="concat", fusion_dim=512, num_classes=6, time_steps=4),
+}
+
+
+def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Rebuild a ModelConfig from its JSON form (as stored in checkpoints and run directories)."""
+    known = {f.name for f in fields(ModelConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise UserError(f"unknown model config keys {sorted(unknown)}; valid keys: {sorted(known)}")
+    try:
+        kwargs = dict(data)
+        for key in ("audio", "visual"):
+            b = kwargs[key]
+            kwargs[key] = BranchConfig(b["arch"], tuple(b["input_shape"]), tuple(b.get("widths", ())))
+        if "neuron" in kwargs:
+            kwargs["neuron"] = NeuronConfig(**kwargs["neuron"])
+        return ModelConfig(**kwargs)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"invalid model config: {exc}; fix the config or start from a named one") from exc
+
+
+def get_model_config(name: str, **overrides: Any) -> ModelConfig:
+    if name not in MODEL_CONFIGS:
+        raise UserError(f"unknown model config {name!r}; choose one of {', '.join(MODEL_CONFIGS)}")
+    return replace(MODEL_CONFIGS[name], **overrides)
