@@ -1,0 +1,8 @@
+"""Datasets: AV-Digits (the built-in default), its corruptions, and the CREMA-D / Kinetics-Sounds loaders."""
+
+from .av_clips import AVClips, load_cremad, load_kinetics_sounds
+from .avdigits import AVDigits, load_split, summary, waveforms
+from .corruption import AudioWhiteNoise, Corruption, ImageGaussianNoise, ImageOcclusion
+
+__all__ = ["AVClips", "AVDigits", "AudioWhiteNoise", "Corruption", "ImageGaussianNoise", "ImageOcclusion",
+           "load_cremad", "load_kinetics_sounds", "load_split", "summary", "waveforms"]

@@ -1,0 +1,129 @@
+"""AV-Digits as the trainers see it: shapes, ranges, determinism, disjoint splits, measured SNR, speed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from iemf_neuro.cli import main
+from iemf_neuro.data import Corruption, load_split, waveforms
+from iemf_neuro.data import avdigits
+from iemf_neuro.data.build import SPLITS
+from iemf_neuro.data.features import active_slice
+from iemf_neuro.errors import UserError
+
+
+def test_splits_have_documented_sizes_shapes_and_ranges():
+    sizes = {"train": 2400, "val": 300, "test": 300}
+    for split in SPLITS:
+        ds = load_split(split)
+        assert len(ds) == sizes[split]
+        assert ds.audio.shape == (sizes[split], 32, 32) and ds.audio.dtype == torch.float32
+        assert ds.image.shape == (sizes[split], 8, 8) and ds.image.dtype == torch.float32
+        assert ds.labels.dtype == torch.int64
+        assert torch.bincount(ds.labels, minlength=10).tolist() == [sizes[split] // 10] * 10
+        for x in (ds.audio, ds.image):
+            assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+        audio, image, label = ds[7]
+        assert torch.equal(audio, ds.audio[7]) and torch.equal(image, ds.image[7]) and int(label) == int(ds.labels[7])
+        assert ds.class_names == [str(d) for d in range(10)]
+    # the features are not degenerate: a spread of values across the [0, 1] scale
+    train = load_split("train")
+    assert 0.05 < float(train.audio.mean()) < 0.6 and float(train.audio.std()) > 0.1
+
+
+def test_unknown_split_names_the_valid_ones():
+    with pytest.raises(UserError, match="train, val, test"):
+        load_split("validation")
+    with pytest.raises(UserError, match="seed"):
+        load_split("val", Corruption(audio_snr_db=0.0), seed=-1)
+
+
+def test_same_seed_gives_identical_tensors_and_other_seeds_differ():
+    corruption = Corruption(audio_snr_db=5.0, image_noise_std=0.2, image_occlusion=0.25)
+    first = load_split("val", corruption, seed=3)
+    avdigits._SPLITS.clear()  # recompute from scratch, not from the per-process cache
+    again = load_split("val", corruption, seed=3)
+    for name in ("audio", "image", "labels"):
+        assert torch.equal(getattr(first, name), getattr(again, name))
+    other = load_split("val", corruption, seed=4)
+    assert not torch.equal(first.audio, other.audio) and not torch.equal(first.image, other.image)
+    clean = load_split("val")
+    assert not torch.equal(first.audio, clean.audio)
+    assert torch.equal(clean.labels, first.labels)
+
+
+def test_returned_tensors_are_private_copies():
+    ds = load_split("test")
+    before = ds.audio.clone()
+    ds.audio.zero_()
+    assert torch.equal(load_split("test").audio, before)
+
+
+def test_splits_are_disjoint_in_recordings_and_images():
+    arrays = avdigits.load_file()
+    recordings = {s: set(avdigits.recording_ids(s).tolist()) for s in SPLITS}
+    images = {s: set(arrays[f"{s}_image_index"].tolist()) for s in SPLITS}
+    for i, a in enumerate(SPLITS):
+        for b in SPLITS[i + 1:]:
+            assert not recordings[a] & recordings[b], (a, b)
+            assert not images[a] & images[b], (a, b)
+    assert set(arrays["test_recording"].tolist()) == set(range(0, 5))
+    assert set(arrays["val_recording"].tolist()) == set(range(5, 10))
+    assert set(arrays["train_recording"].tolist()) == set(range(10, 50))
+    assert sum(len(r) for r in recordings.values()) == 3000
+    # every paired image is a real load_digits image of the same class, from its own split's image pool
+    digits = load_digits()
+    for split in SPLITS:
+        index = arrays[f"{split}_image_index"]
+        assert np.array_equal(digits.target[index], arrays[f"{split}_label"])
+        assert np.array_equal(digits.images[index], arrays[f"{split}_image"])
+        assert np.all(arrays["digits_split"][index] == SPLITS.index(split))
+    test_share = np.bincount(arrays["digits_split"], minlength=3)[2] / len(digits.target)
+    assert abs(test_share - 0.2) < 0.01
+
+
+@pytest.mark.parametrize("snr_db", [-10.0, 0.0, 6.5, 20.0])
+def test_measured_snr_is_within_a_tenth_of_a_db(snr_db):
+    clean, lengths = waveforms("val")
+    noisy, _ = waveforms("val", Corruption(audio_snr_db=snr_db), seed=11)
+    for x, y, n in zip(clean.astype(np.float64), noisy.astype(np.float64), lengths):
+        measured = 10 * np.log10(np.mean(x[active_slice(int(n))] ** 2) / np.mean((y - x) ** 2))
+        assert abs(measured - snr_db) < 0.1
+    # the noise covers the whole window, padding included, and is white: no lag-1 correlation
+    noise = (noisy - clean).astype(np.float64)
+    assert np.all(np.abs(noise[:, :100]).sum(axis=1) > 0)
+    assert abs(np.mean(noise[:, 1:] * noise[:, :-1]) / np.mean(noise ** 2)) < 0.01
+
+
+def test_lower_snr_raises_the_noise_floor_of_the_features():
+    levels = [float(load_split("val", Corruption(audio_snr_db=s)).audio.mean()) for s in (30.0, 10.0, -5.0)]
+    assert levels[0] < levels[1] < levels[2]
+
+
+def test_load_split_is_fast_after_the_first_call():
+    load_split("train")
+    start = time.perf_counter()
+    load_split("train")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_missing_or_foreign_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="build-avdigits"):
+        load_split("train", path=tmp_path / "missing.npz")
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, x=np.zeros(3))
+    with pytest.raises(UserError, match="rebuild"):
+        load_split("train", path=foreign)
+
+
+def test_cli_info_prints_sizes_and_rejects_bad_levels(capsys):
+    assert main(["data", "info", "--split", "val", "--image-noise-std", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "val:" in out and "300 samples" in out and "32x32" in out and "8x8" in out
+    assert main(["data", "info", "--image-occlusion", "1.5"]) == 2
+    assert "[0, 1]" in capsys.readouterr().err
