@@ -1,0 +1,512 @@
+"""NIR graph -> Lava processes (float or bit-accurate fixed point), timed to match the reference executor.
+
+Two steps. ``plan_graph`` (pure numpy, no Lava) reduces a NIR graph to *units* and *projections*:
+
+* units are the Input nodes (sources) and the neuron nodes (LIF, CubaLIF, IF, LI, CubaLI);
+* every chain of synaptic nodes (Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, Scale) from one
+  unit to another is composed into one matrix ``W`` [out, in] (the chain's biases, evaluated at zero input,
+  become the bias of the target's first projection), and the target's ``in_gain`` is folded in.
+
+Timing. Every Lava Dense/Sparse adds one step. A unit's *latency* ``lat`` is the number of projection hops
+on the longest feed-forward path from an input; units of one recurrent component share a latency. A unit
+processes graph step t of sample k at Lava step ``k*T + t + lat + 1`` (Lava counts steps from 1). So
+
+    feed-forward projection src -> dst:  delay line of  lat(dst) - lat(src) - 1  steps, then the Dense;
+    recurrent projection (same component): no delay; its Dense delivers s[t-1] at step t, the executor's
+                                           "an edge leaving a neuron inside its cycle carries step t-1".
+
+``build_network`` creates the processes: ``LIFReset`` (state zeroed at the start of each sample window,
+reset_interval = T, reset_offset = lat + 1), ``LIVoltage`` for non-spiking neurons (LIFReset that never
+spikes and sends v), ``SynapseDense``/``SynapseSparse`` (Dense/Sparse that add the bias each step, and on
+recurrent edges drop the value in flight at the window start) and ``DelayLine``. Windows of consecutive
+samples abut, so samples stream back to back in one run with no gap steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import nir
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from iemf_neuro.errors import UserError
+
+from .nir_executor import _components, stateless_op
+from .nir_semantics import DiscreteNeuron, discretize, graph_dt, graph_reset, is_neuron
+
+SYNAPTIC_TYPES = (nir.Affine, nir.Linear, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Flatten, nir.Scale)
+DENSE_MAX_DENSITY = 0.25  # sparser projections become Lava Sparse
+BASIS_CHUNK = 512  # basis vectors pushed through a synaptic chain at once when composing it
+
+
+@dataclass
+class Unit:
+    """A source (Input node) or a neuron population; Lava state is flat ``(size,)``."""
+
+    name: str
+    shape: tuple[int, ...]
+    neuron: DiscreteNeuron | None  # None for sources
+    latency: int = 0  # projection hops from the inputs
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def reset_offset(self) -> int:
+        """Lava step (mod T) at which this unit's sample window starts."""
+        return self.latency + 1
+
+
+@dataclass
+class Projection:
+    """``a_in[dst] += W @ out[src]`` (+ bias), after ``delay`` extra steps; one Lava Dense or Sparse."""
+
+    src: str
+    dst: str
+    weight: np.ndarray | sp.csr_matrix  # [dst.size, src.size], in_gain folded in
+    bias: np.ndarray | None  # [dst.size] or None
+    recurrent: bool  # inside a cycle: carries step t-1, dropped at the window start
+    delay: int = 0  # delay-line steps before the Dense
+
+
+@dataclass
+class LavaPlan:
+    """Everything Lava needs, in graph names: units (topological order), projections, outputs."""
+
+    dt: float
+    units: dict[str, Unit]
+    projections: list[Projection]
+    outputs: dict[str, str]  # Output node -> unit it reads (spikes, or v for non-spiking neurons)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> dict[str, Unit]:
+        return {n: u for n, u in self.units.items() if u.neuron is None}
+
+    @property
+    def neurons(self) -> dict[str, Unit]:
+        return {n: u for n, u in self.units.items() if u.neuron is not None}
+
+    @property
+    def max_latency(self) -> int:
+        return max(u.latency for u in self.units.values())
+
+
+def _input_shape(node: nir.Input, name: str) -> tuple[int, ...]:
+    shape = node.input_type.get("input") if isinstance(node.input_type, dict) else None
+    if shape is None:
+        raise UserError(f"Input node {name!r} has no input_type; give it its input shape")
+    return tuple(int(s) for s in np.atleast_1d(shape))
+
+
+def _check_node(name: str, node: nir.NIRNode) -> None:
+    if isinstance(node, nir.NIRGraph):
+        raise UserError(f"node {name!r} is a nested NIRGraph; flatten sub-graphs before simulating in Lava")
+    if isinstance(node, nir.Delay):
+        raise UserError(f"Delay node {name!r}: Lava's Dense and LIF have no per-synapse axonal delay here; "
+                        "remove the Delay node or fold it into the data")
+    if isinstance(node, nir.Threshold):
+        raise UserError(f"Threshold node {name!r}: a stateless threshold has no Lava neuron equivalent; "
+                        "use an IF/LIF node instead")
+    if not (isinstance(node, (nir.Input, nir.Output) + SYNAPTIC_TYPES) or is_neuron(node)):
+        raise UserError(f"node {name!r} has type {type(node).__name__}, which the Lava builder does not support; "
+                        "supported: Input, Output, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, "
+                        "LIF, CubaLIF, IF, LI, CubaLI")
+
+
+def _scalar(values: np.ndarray, name: str, what: str) -> float:
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    if flat.size and not np.all(flat == flat[0]):
+        raise UserError(f"neuron node {name!r}: {what} differs between neurons, but a Lava LIF process takes one "
+                        f"{what} per population; give the node one value or split it into one node per value")
+    return float(flat[0])
+
+
+def _check_neuron(name: str, p: DiscreteNeuron) -> None:
+    _scalar(p.alpha, name, "current decay (tau_syn)")
+    _scalar(p.beta, name, "membrane decay (tau)")
+    if p.spiking:
+        _scalar(p.threshold, name, "threshold")
+        if np.any(p.v_reset != 0):
+            raise UserError(f"neuron node {name!r} resets to v_reset != 0, but Lava's LIF resets to 0; "
+                            "export with v_reset = 0")
+
+
+class _Graph:
+    """Fan-in lists, node output shapes and chain evaluation over a (flat) NIR graph."""
+
+    def __init__(self, graph: nir.NIRGraph, dt: float):
+        self.graph = graph
+        self.preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
+        for src, dst in graph.edges:
+            for end in (src, dst):
+                if end not in graph.nodes:
+                    raise UserError(f"edge ({src!r}, {dst!r}) names a node {end!r} that the graph does not have; "
+                                    "fix the graph's edges")
+            self.preds[dst].append(src)
+        for name, node in graph.nodes.items():
+            _check_node(name, node)
+        self.neurons = {n: discretize(node, dt, n) for n, node in graph.nodes.items() if is_neuron(node)}
+        for name, params in self.neurons.items():
+            _check_neuron(name, params)
+        self.ops = {n: stateless_op(node, n, torch.float64) for n, node in graph.nodes.items()
+                    if isinstance(node, SYNAPTIC_TYPES + (nir.Output,))}
+        self._shapes: dict[str, tuple[int, ...]] = {}
+
+    def is_unit(self, name: str) -> bool:
+        return name in self.neurons or isinstance(self.graph.nodes[name], nir.Input)
+
+    def shape(self, name: str, stack: tuple[str, ...] = ()) -> tuple[int, ...]:
+        """Output shape of a node (units: their own shape; synaptic nodes: pushed from their inputs)."""
+        if name in self._shapes:
+            return self._shapes[name]
+        node = self.graph.nodes[name]
+        if isinstance(node, nir.Input):
+            shape = _input_shape(node, name)
+        elif name in self.neurons:
+            shape = self.neurons[name].shape
+        else:
+            if name in stack:
+                raise UserError(f"cycle through {name!r} has no neuron node; recurrence must pass through a "
+                                "LIF/CubaLIF/IF/LI/CubaLI node")
+            if not self.preds[name]:
+                raise UserError(f"node {name!r} ({type(node).__name__}) has no incoming edge; connect it or "
+                                "remove it")
+            in_shape = self.shape(self.preds[name][0], stack + (name,))
+            with torch.no_grad():
+                shape = tuple(self.ops[name](torch.zeros(1, *in_shape, dtype=torch.float64)).shape[1:])
+        self._shapes[name] = shape
+        return shape
+
+    def paths(self, dst: str) -> list[tuple[str, list[str]]]:
+        """(unit, synaptic chain from it to ``dst``) for every path into ``dst``, in edge order."""
+        out: list[tuple[str, list[str]]] = []
+        for p in self.preds[dst]:
+            if self.is_unit(p):
+                out.append((p, []))
+            else:
+                out.extend((u, chain + [p]) for u, chain in self.paths(p))
+        return out
+
+    def apply(self, chain: list[str], x: torch.Tensor, with_bias: bool) -> torch.Tensor:
+        for name in chain:
+            node = self.graph.nodes[name]
+            if not with_bias and isinstance(node, (nir.Affine, nir.Conv2d)):
+                zero = self.ops[name](torch.zeros(1, *x.shape[1:], dtype=x.dtype))
+                x = self.ops[name](x) - zero
+            else:
+                x = self.ops[name](x)
+        return x
+
+    def bias(self, name: str) -> torch.Tensor:
+        """What the synaptic sub-graph feeding ``name`` delivers when every unit outputs zero."""
+        node = self.graph.nodes[name]
+        if self.is_unit(name):
+            return torch.zeros(1, *self.shape(name), dtype=torch.float64)
+        total = None
+        for p in self.preds[name]:
+            part = self.bias(p)
+            total = part if total is None else total + part
+        return total if isinstance(node, nir.Output) else self.ops[name](total)
+
+    def matrix(self, chain: list[str], n_in: int, in_shape: tuple[int, ...]) -> np.ndarray | sp.csr_matrix:
+        """The linear map of ``chain`` (biases removed) as ``[out, in]``, composed from basis vectors."""
+        blocks = []
+        with torch.no_grad():
+            for start in range(0, n_in, BASIS_CHUNK):
+                stop = min(start + BASIS_CHUNK, n_in)
+                basis = torch.zeros(stop - start, n_in, dtype=torch.float64)
+                basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+                out = self.apply(chain, basis.reshape(-1, *in_shape), with_bias=False)
+                blocks.append(sp.csr_matrix(out.reshape(stop - start, -1).numpy().T))
+        mat = sp.hstack(blocks).tocsr()
+        mat.eliminate_zeros()
+        return mat.toarray() if mat.nnz > DENSE_MAX_DENSITY * mat.shape[0] * mat.shape[1] else mat
+
+
+def _fold_gain(weight, bias, gain: np.ndarray):
+    """Scale row i by in_gain[i] (skipped when every gain is exactly 1, so no bit changes)."""
+    gain = np.asarray(gain, dtype=np.float64).ravel()
+    if np.all(gain == 1.0):
+        return weight, bias
+    weight = sp.diags(gain) @ weight if sp.issparse(weight) else gain[:, None] * weight
+    return (sp.csr_matrix(weight) if sp.issparse(weight) else weight), (None if bias is None else gain * bias)
+
+
+def _latencies(units: dict[str, Unit], projections: list[Projection]) -> None:
+    """Longest feed-forward path in hops; a recurrent component shares one latency."""
+    names = list(units)
+    succ = {n: [] for n in names}
+    for p in projections:
+        succ[p.src].append(p.dst)
+    comps = _components(names, succ)
+    comp_of = {n: i for i, comp in enumerate(comps) for n in comp}
+    for comp in comps:  # topological order
+        members = set(comp)
+        ins = [units[p.src].latency + 1 for p in projections if p.dst in members and p.src not in members]
+        lat = max(ins) if ins else (0 if all(units[n].neuron is None for n in comp) else 1)
+        for n in comp:
+            units[n].latency = lat
+    for p in projections:
+        p.recurrent = comp_of[p.src] == comp_of[p.dst]
+        p.delay = 0 if p.recurrent else units[p.dst].latency - units[p.src].latency - 1
+
+
+def plan_graph(graph: nir.NIRGraph, dt: float | None = None) -> LavaPlan:
+    """Reduce ``graph`` to units, composed projections and latencies (see the module docstring)."""
+    if not isinstance(graph, nir.NIRGraph):
+        raise UserError(f"expected a nir.NIRGraph, got {type(graph).__name__}; read the file with nir.read")
+    dt = graph_dt(graph, dt)
+    graph_reset(graph)
+    g = _Graph(graph, dt)
+    units = {n: Unit(n, g.shape(n), g.neurons.get(n)) for n in graph.nodes if g.is_unit(n)}
+    if not any(u.neuron is None for u in units.values()):
+        raise UserError("the graph has no Input node; add one Input node per input array")
+    projections: list[Projection] = []
+    for dst, unit in units.items():
+        if unit.neuron is None:
+            if g.preds[dst]:
+                raise UserError(f"Input node {dst!r} has incoming edges; inputs can only feed other nodes")
+            continue
+        merged: dict[str, Any] = {}
+        for src, chain in g.paths(dst):
+            src_shape = units[src].shape
+            out_shape = g.shape(chain[-1]) if chain else src_shape
+            if int(np.prod(out_shape)) != unit.size:
+                raise UserError(f"neuron node {dst!r} has {unit.shape} neurons but receives shape {out_shape} "
+                                f"from {src!r}; fix the synaptic nodes between them")
+            w = g.matrix(chain, units[src].size, src_shape)
+            merged[src] = w if src not in merged else merged[src] + w
+        if not merged:
+            raise UserError(f"neuron node {dst!r} has no incoming edge; connect it or remove it")
+        bias = sum(g.bias(p) for p in g.preds[dst]).reshape(-1).numpy()
+        for i, (src, w) in enumerate(merged.items()):
+            b = bias if (i == 0 and bias is not None and np.any(bias != 0)) else None
+            w, b = _fold_gain(w, b, np.broadcast_to(unit.neuron.in_gain, unit.shape))
+            projections.append(Projection(src, dst, w, b, recurrent=False))
+    _latencies(units, projections)
+    outputs = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.Output):
+            srcs = g.preds[name]
+            if len(srcs) != 1 or not g.is_unit(srcs[0]):
+                raise UserError(f"Output node {name!r} must be fed by exactly one neuron or Input node (got "
+                                f"{srcs}); move synaptic nodes before a neuron node")
+            outputs[name] = srcs[0]
+    order = sorted(units, key=lambda n: units[n].latency)
+    return LavaPlan(dt=dt, units={n: units[n] for n in order}, projections=projections, outputs=outputs,
+                    metadata=dict(graph.metadata) if isinstance(graph.metadata, dict) else {})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Lava processes (imported lazily: Lava sets multiprocessing's start method to 'fork' at import).
+# ---------------------------------------------------------------------------------------------------------
+
+_LAVA: dict[str, Any] = {}
+
+
+def lava_types() -> dict[str, Any]:
+    """Our small Process/ProcessModel pairs, defined on first use."""
+    if _LAVA:
+        return _LAVA
+    from lava.magma.core.decorator import implements, requires, tag
+    from lava.magma.core.model.py.model import PyLoihiProcessModel
+    from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+    from lava.magma.core.model.py.type import LavaPyType
+    from lava.magma.core.process.ports.ports import InPort, OutPort
+    from lava.magma.core.process.process import AbstractProcess
+    from lava.magma.core.process.variable import Var
+    from lava.magma.core.resources import CPU
+    from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+    from lava.proc.dense.models import PyDenseModelBitAcc, PyDenseModelFloat
+    from lava.proc.dense.process import Dense
+    from lava.proc.lif.models import PyLifResetModelBitAcc, PyLifResetModelFloat
+    from lava.proc.lif.process import LIFReset
+    from lava.proc.sparse.models import PySparseModelBitAcc, PySparseModelFloat
+    from lava.proc.sparse.process import Sparse
+
+    def synapse_init(self, bias: np.ndarray, reset_interval: int = 0, reset_offset: int = 0) -> None:
+        self.bias = Var(shape=(self.a_out.shape[0],), init=bias)
+        self.proc_params["reset_interval"] = reset_interval
+        self.proc_params["reset_offset"] = reset_offset
+
+    class SynapseDense(Dense):
+        """Dense whose output carries a bias each step; on recurrent edges (reset_interval > 0) the value
+        in flight at the target's window start is replaced by the bias alone (no spike of the last sample)."""
+
+        def __init__(self, *, weights, bias, reset_interval=0, reset_offset=0, **kwargs):
+            super().__init__(weights=weights, **kwargs)
+            synapse_init(self, bias, reset_interval, reset_offset)
+
+    class SynapseSparse(Sparse):
+        """Sparse with the bias and window reset of ``SynapseDense``."""
+
+        def __init__(self, *, weights, bias, reset_interval=0, reset_offset=0, **kwargs):
+            super().__init__(weights=weights, **kwargs)
+            synapse_init(self, bias, reset_interval, reset_offset)
+
+    class SynapseMixin:
+        """a_buff <- W s + bias; at a recurrent window start, the buffered value sent now is the bias only."""
+
+        def run_spk(self):
+            interval = self.proc_params["reset_interval"]
+            if interval and self.time_step % interval == self.proc_params["reset_offset"] % interval:
+                self.a_buff = np.zeros_like(self.a_buff) + self.bias
+            super().run_spk()
+            self.a_buff = self.a_buff + self.bias
+
+    models = {}
+    for proc, base, prec, dtype in ((SynapseDense, PyDenseModelFloat, "float", float),
+                                    (SynapseDense, PyDenseModelBitAcc, "fixed", np.int32),
+                                    (SynapseSparse, PySparseModelFloat, "float", float),
+                                    (SynapseSparse, PySparseModelBitAcc, "fixed", np.int32)):
+        attrs = {"bias": LavaPyType(np.ndarray, dtype), "__module__": __name__}
+        models[(proc, prec)] = type(f"Py{proc.__name__}{prec.title()}", (SynapseMixin, base), attrs)
+
+    class LIVoltage(LIFReset):
+        """LIFReset that never spikes and sends its membrane voltage v each step (LI / CubaLI outputs)."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.v_out = OutPort(shape=self.s_out.shape)
+
+    class VoltageMixin:
+        def spiking_activation(self):
+            return np.zeros(self.v.shape, dtype=bool)
+
+        def run_spk(self):
+            super().run_spk()
+            self.v_out.send(self.v)
+
+    for base, prec, dtype in ((PyLifResetModelFloat, "float", float), (PyLifResetModelBitAcc, "fixed", np.int32)):
+        attrs = {"v_out": LavaPyType(PyOutPort.VEC_DENSE, dtype), "__module__": __name__}
+        models[(LIVoltage, prec)] = type(f"PyLIVoltage{prec.title()}", (VoltageMixin, base), attrs)
+
+    class DelayLine(AbstractProcess):
+        """out[step] = in[step - delay] (delay >= 1): aligns branches of unequal depth before a merge."""
+
+        def __init__(self, *, shape: tuple[int, ...], delay: int):
+            super().__init__(shape=shape, delay=delay)
+            self.s_in = InPort(shape=shape)
+            self.s_out = OutPort(shape=shape)
+            self.buffer = Var(shape=(delay,) + tuple(shape), init=0)
+
+    def delay_model(prec: str, dtype):
+        @implements(proc=DelayLine, protocol=LoihiProtocol)
+        @requires(CPU)
+        @tag("floating_pt" if prec == "float" else "fixed_pt")
+        class PyDelayLine(PyLoihiProcessModel):
+            s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, dtype)
+            s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, dtype)
+            buffer: np.ndarray = LavaPyType(np.ndarray, dtype)
+
+            def run_spk(self):
+                self.s_out.send(self.buffer[0])
+                self.buffer = np.concatenate([self.buffer[1:], self.s_in.recv()[None]])
+
+        return PyDelayLine
+
+    for prec, dtype in (("float", float), ("fixed", np.int32)):
+        models[(DelayLine, prec)] = delay_model(prec, dtype)
+
+    _LAVA.update(SynapseDense=SynapseDense, SynapseSparse=SynapseSparse, LIVoltage=LIVoltage,
+                 DelayLine=DelayLine, LIFReset=LIFReset, models=models,
+                 lava_models={(Dense, "float"): PyDenseModelFloat, (Dense, "fixed"): PyDenseModelBitAcc,
+                              (Sparse, "float"): PySparseModelFloat, (Sparse, "fixed"): PySparseModelBitAcc,
+                              (LIFReset, "float"): PyLifResetModelFloat,
+                              (LIFReset, "fixed"): PyLifResetModelBitAcc})
+    return _LAVA
+
+
+@dataclass
+class LavaNetwork:
+    """Built processes, keyed by graph names; the runner attaches sources and recorders to these ports."""
+
+    precision: str
+    plan: LavaPlan
+    input_ports: dict[str, list[Any]]  # Input node -> the InPorts its source must feed
+    spike_ports: dict[str, Any]  # neuron node -> s_out (spiking) or v_out (non-spiking)
+    neurons: dict[str, Any]  # neuron node -> its LIFReset / LIVoltage process
+    processes: list[Any]  # every process built here
+
+    def model_map(self) -> dict[Any, Any]:
+        """Process (instance and class) -> ProcessModel: Lava then skips its slow directory search."""
+        lava = lava_types()
+        out = {}
+        for proc in self.processes:
+            key = (type(proc), self.precision)
+            out[proc] = out[type(proc)] = lava["models"].get(key) or lava["lava_models"][key]
+        return out
+
+
+def neuron_params(unit: Unit, precision: str, quant: Any = None) -> dict[str, Any]:
+    """Lava LIF parameters: du = 1 - alpha, dv = 1 - beta, vth = threshold, bias_mant = leak (float);
+    the quantised integers for fixed point."""
+    p = unit.neuron
+    if precision == "fixed":
+        q = quant.layers[unit.name]
+        return dict(du=q.du, dv=q.dv, vth=q.vth, bias_mant=q.bias_mant, bias_exp=q.bias_exp)
+    alpha, beta = float(np.ravel(p.alpha)[0]), float(np.ravel(p.beta)[0])
+    vth = float(np.ravel(p.threshold)[0]) if p.spiking else np.inf
+    return dict(du=1.0 - alpha if p.has_current else 1.0, dv=1.0 - beta, vth=vth,
+                bias_mant=np.broadcast_to(p.leak, unit.shape).reshape(-1).astype(np.float64), bias_exp=0)
+
+
+def build_network(plan: LavaPlan, steps: int, precision: str = "float", quant: Any = None) -> LavaNetwork:
+    """Create the Lava processes of ``plan`` for samples of ``steps`` time steps (see the module docstring).
+
+    ``quant`` (a ``converters.quantize.QuantizedPlan``) is required for ``precision='fixed'``.
+    """
+    if precision not in ("float", "fixed"):
+        raise UserError(f"precision {precision!r} is not supported; choose 'float' or 'fixed'")
+    if precision == "fixed" and quant is None:
+        raise UserError("fixed-point build needs the quantised plan; call converters.quantize.quantize_plan")
+    lava = lava_types()
+    processes: list[Any] = []
+    neurons: dict[str, Any] = {}
+    spike_ports: dict[str, Any] = {}
+    for name, unit in plan.neurons.items():
+        kwargs = dict(shape=(unit.size,), reset_interval=steps, reset_offset=unit.reset_offset % steps,
+                      name=name, **neuron_params(unit, precision, quant))
+        if unit.neuron.spiking:
+            proc = lava["LIFReset"](**kwargs)
+            spike_ports[name] = proc.s_out
+        else:
+            proc = lava["LIVoltage"](**kwargs)
+            spike_ports[name] = proc.v_out
+        neurons[name] = proc
+        processes.append(proc)
+    input_ports: dict[str, list[Any]] = {n: [] for n in plan.inputs}
+    for i, proj in enumerate(plan.projections):
+        src = plan.units[proj.src]
+        dst = plan.units[proj.dst]
+        graded = src.neuron is None or not src.neuron.spiking
+        if precision == "fixed":
+            q = quant.projections[i]
+            from lava.utils.weightutils import SignMode
+            weight, bias, extra = q.weight, q.bias, dict(weight_exp=q.weight_exp, num_weight_bits=8,
+                                                          sign_mode=SignMode[q.sign_mode])
+        else:
+            weight, bias, extra = proj.weight, proj.bias, {}
+            bias = np.zeros(dst.size) if bias is None else bias
+        cls = lava["SynapseSparse"] if sp.issparse(weight) else lava["SynapseDense"]
+        reset = dict(reset_interval=steps, reset_offset=dst.reset_offset % steps) if proj.recurrent else {}
+        syn = cls(weights=weight, bias=np.asarray(bias), num_message_bits=24 if graded else 0,
+                  name=f"{proj.src}->{proj.dst}", **reset, **extra)
+        processes.append(syn)
+        entry = syn.s_in
+        if proj.delay > 0:
+            line = lava["DelayLine"](shape=(src.size,), delay=proj.delay)
+            line.s_out.connect(syn.s_in)
+            processes.append(line)
+            entry = line.s_in
+        if src.neuron is None:
+            input_ports[proj.src].append(entry)
+        else:
+            spike_ports[proj.src].connect(entry)
+        syn.a_out.connect(neurons[proj.dst].a_in)
+    return LavaNetwork(precision, plan, input_ports, spike_ports, neurons, processes)

@@ -1,0 +1,5 @@
+import sys
+
+from iemf_neuro.cli import main
+
+sys.exit(main())

@@ -1,0 +1,235 @@
+"""Lava simulation of NIR graphs: spike-for-spike against the reference executor, fixed point, errors, cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+
+from converters.nir_executor import run_graph
+from converters.nir_to_lava import plan_graph
+from converters.quantize import quantize_weights
+from hardware_targets.lava_sim import simulate_graph
+from iemf_neuro.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).parent / "iemf-neuro")
+
+
+def lif(n, tau=8.0, thr=1.0):
+    return nir.LIF(tau=np.full(n, tau), r=np.full(n, tau), v_leak=np.zeros(n), v_threshold=np.full(n, thr),
+                   v_reset=np.zeros(n))
+
+
+def recurrent_cuba(rng):
+    n = 6
+    return nir.NIRGraph(nodes={
+        "in": nir.Input(input_type={"input": np.array([4])}),
+        "fc": nir.Affine(weight=rng.normal(0, 0.6, (n, 4)), bias=rng.normal(0, 0.2, n)),
+        "cuba": nir.CubaLIF(tau_syn=np.full(n, 2.0), tau_mem=np.full(n, 8.0), r=np.full(n, 8.0),
+                            v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n), w_in=np.full(n, 2.0)),
+        "rec": nir.Linear(weight=rng.normal(0, 0.4, (n, n))),
+        "out": nir.Output(output_type={"output": np.array([n])}),
+    }, edges=[("in", "fc"), ("fc", "cuba"), ("cuba", "rec"), ("rec", "cuba"), ("cuba", "out")],
+        metadata={"dt": 1.0})
+
+
+def conv_pool_if(rng):
+    return nir.NIRGraph(nodes={
+        "in": nir.Input(input_type={"input": np.array([1, 6, 6])}),
+        "conv": nir.Conv2d(input_shape=(6, 6), weight=rng.normal(0, 0.5, (2, 1, 3, 3)), stride=1, padding=1,
+                           dilation=1, groups=1, bias=rng.normal(0, 0.1, 2)),
+        "if1": nir.IF(r=np.ones((2, 6, 6)), v_threshold=np.ones((2, 6, 6)), v_reset=np.zeros((2, 6, 6))),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "if2": nir.IF(r=np.ones((2, 3, 3)), v_threshold=np.full((2, 3, 3), 2.0), v_reset=np.zeros((2, 3, 3))),
+        "out": nir.Output(output_type={"output": np.array([2, 3, 3])}),
+    }, edges=[("in", "conv"), ("conv", "if1"), ("if1", "pool"), ("pool", "if2"), ("if2", "out")],
+        metadata={"dt": 1.0})
+
+
+def unequal_merge(rng):
+    """audio: 2 neuron layers, visual: 1, merged in one population (latencies 2 and 1 -> a delay line)."""
+    return nir.NIRGraph(nodes={
+        "a": nir.Input(input_type={"input": np.array([5])}),
+        "v": nir.Input(input_type={"input": np.array([3])}),
+        "a1_w": nir.Affine(weight=rng.normal(0, 0.8, (6, 5)), bias=rng.normal(0, 0.1, 6)), "a1": lif(6),
+        "a2_w": nir.Linear(weight=rng.normal(0, 0.8, (6, 6))), "a2": lif(6, tau=4.0),
+        "v1_w": nir.Affine(weight=rng.normal(0, 0.8, (4, 3)), bias=np.zeros(4)), "v1": lif(4),
+        "m_a": nir.Affine(weight=rng.normal(0, 0.7, (5, 6)), bias=rng.normal(0, 0.1, 5)),
+        "m_v": nir.Linear(weight=rng.normal(0, 0.7, (5, 4))), "m": lif(5),
+        "li_w": nir.Linear(weight=rng.normal(0, 0.7, (3, 5))),
+        "li": nir.LI(tau=np.full(3, 2.0), r=np.full(3, 2.0), v_leak=np.zeros(3)),
+        "out": nir.Output(output_type={"output": np.array([3])}),
+    }, edges=[("a", "a1_w"), ("a1_w", "a1"), ("a1", "a2_w"), ("a2_w", "a2"), ("v", "v1_w"), ("v1_w", "v1"),
+              ("a2", "m_a"), ("m_a", "m"), ("v1", "m_v"), ("m_v", "m"), ("m", "li_w"), ("li_w", "li"),
+              ("li", "out")], metadata={"dt": 1.0})
+
+
+def executor_spikes(graph, inputs):
+    ref = run_graph(graph, inputs)
+    return {k: v.numpy() for k, v in ref.spikes.items()}, {k: v.numpy() for k, v in ref.outputs.items()}
+
+
+@pytest.mark.parametrize("make", [recurrent_cuba, conv_pool_if, unequal_merge])
+def test_float_matches_executor_spike_for_spike(make):
+    rng = np.random.default_rng(1)
+    graph = make(rng)
+    inputs = {n: rng.uniform(0, 1.5, (4, 9, *np.atleast_1d(node.input_type["input"])))
+              for n, node in graph.nodes.items() if isinstance(node, nir.Input)}
+    ref_spikes, ref_out = executor_spikes(graph, inputs)
+    run = simulate_graph(graph, inputs, progress=False)
+    for name, spikes in run.spikes.items():
+        assert spikes.shape == ref_spikes[name].shape
+        assert ref_spikes[name].sum() > 0, f"{name} never spikes: the comparison would be vacuous"
+        np.testing.assert_array_equal(spikes, ref_spikes[name].astype(np.uint8), err_msg=name)
+    for name, out in run.outputs.items():
+        np.testing.assert_allclose(out, ref_out[name], rtol=0, atol=1e-12)
+    assert run.steps == 4 * 9 + run.latency
+
+
+def test_latencies_delay_the_shallow_branch():
+    plan = plan_graph(unequal_merge(np.random.default_rng(0)))
+    assert plan.units["a2"].latency == 2 and plan.units["v1"].latency == 1 and plan.units["m"].latency == 3
+    delays = {(p.src, p.dst): p.delay for p in plan.projections}
+    assert delays[("v1", "m")] == 1 and delays[("a2", "m")] == 0
+    rec = plan_graph(recurrent_cuba(np.random.default_rng(0)))
+    assert [p.recurrent for p in rec.projections if p.src == p.dst == "cuba"] == [True]
+
+
+def test_fixed_point_tracks_float():
+    rng = np.random.default_rng(2)
+    graph = unequal_merge(rng)
+    inputs = {"a": rng.uniform(0, 1, (6, 12, 5)), "v": rng.uniform(0, 1, (6, 12, 3))}
+    ref_spikes, _ = executor_spikes(graph, inputs)
+    run = simulate_graph(graph, inputs, precision="fixed", progress=False)
+    for name, spikes in run.spikes.items():
+        agreement = (spikes == ref_spikes[name]).mean()
+        assert agreement > 0.9, f"{name}: fixed point agrees on only {agreement:.3f} of spike entries"
+    for layer, q in run.quantization.items():
+        assert q["threshold_rel_error"] < 1e-3
+        assert all(p["weight_rel_error"] < 0.02 for p in q["projections"].values())
+
+
+def test_power_of_two_gain_lives_in_the_exponent():
+    w = np.random.default_rng(3).normal(size=(8, 8))
+    m1, e1, _ = quantize_weights(w)
+    m2, e2, _ = quantize_weights(w * 4.0)
+    np.testing.assert_array_equal(m1, m2)
+    assert e2 == e1 + 2
+    assert np.all(m1 % 2 == 0) and m1.max() <= 254 and m1.min() >= -256
+
+
+def test_unsupported_nodes_name_the_node():
+    rng = np.random.default_rng(0)
+    g = recurrent_cuba(rng)
+    g.nodes["cuba"] = nir.CubaLIF(tau_syn=np.full(6, 2.0), tau_mem=np.full(6, 8.0), r=np.full(6, 8.0),
+                                  v_leak=np.zeros(6), v_threshold=np.ones(6), v_reset=np.full(6, 0.5),
+                                  w_in=np.full(6, 2.0))
+    with pytest.raises(UserError, match="'cuba'.*v_reset"):
+        plan_graph(g)
+    g.nodes["cuba"] = nir.CubaLIF(tau_syn=np.full(6, 2.0), tau_mem=np.linspace(4, 8, 6), r=np.full(6, 8.0),
+                                  v_leak=np.zeros(6), v_threshold=np.ones(6), v_reset=np.zeros(6),
+                                  w_in=np.full(6, 2.0))
+    with pytest.raises(UserError, match="'cuba'.*membrane decay"):
+        plan_graph(g)
+    g = recurrent_cuba(rng)
+    g.nodes["rec"] = nir.Delay(delay=np.ones(6))
+    with pytest.raises(UserError, match="Delay node 'rec'"):
+        plan_graph(g)
+
+
+def test_bad_inputs_are_user_errors():
+    graph = recurrent_cuba(np.random.default_rng(0))
+    with pytest.raises(UserError, match="Input nodes"):
+        simulate_graph(graph, {"x": np.zeros((1, 3, 4))}, progress=False)
+    with pytest.raises(UserError, match="shape"):
+        simulate_graph(graph, {"in": np.zeros((1, 3, 5))}, progress=False)
+    bad = np.zeros((1, 3, 4))
+    bad[0, 1, 2] = np.nan
+    with pytest.raises(UserError, match="NaN"):
+        simulate_graph(graph, {"in": bad}, progress=False)
+
+
+def _cli(*args, **kw):
+    return subprocess.run([CLI, *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300, **kw)
+
+
+def test_cli_graph_form(tmp_path):
+    rng = np.random.default_rng(4)
+    graph = recurrent_cuba(rng)
+    nir.write(tmp_path / "g.nir", graph)
+    x = rng.uniform(0, 1.5, (3, 7, 4))
+    np.savez(tmp_path / "x.npz", **{"in": x})
+    res = _cli("simulate", tmp_path / "g.nir", "--inputs", tmp_path / "x.npz", "--steps", 7, "--out",
+               tmp_path / "o.npz", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    out = np.load(tmp_path / "o.npz")
+    ref, _ = executor_spikes(graph, {"in": x})
+    np.testing.assert_array_equal(out["out"], ref["cuba"])
+    np.testing.assert_array_equal(out["count/cuba"], ref["cuba"].sum(axis=(1, 2)))
+    np.savez(tmp_path / "bad.npz", wrong=x)
+    res = _cli("simulate", tmp_path / "g.nir", "--inputs", tmp_path / "bad.npz", "--steps", 7, "--out",
+               tmp_path / "b.npz")
+    assert res.returncode == 2 and "Input nodes" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    (tmp_path / "corrupt.nir").write_bytes(b"not a nir file")
+    res = _cli("simulate", tmp_path / "corrupt.nir", "--inputs", tmp_path / "x.npz", "--steps", 7, "--out",
+               tmp_path / "c.npz")
+    assert res.returncode == 2 and "NIR file" in res.stderr
+    assert not (tmp_path / "b.npz").exists() and not (tmp_path / "c.npz").exists()
+
+
+def _descendants(pid: int) -> set[int]:
+    out, frontier = set(), [pid]
+    while frontier:
+        p = frontier.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = {int(c) for c in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            frontier.extend(kids - out)
+            out |= kids
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_killed_simulation_leaves_no_children_and_no_output(tmp_path, sig):
+    rng = np.random.default_rng(5)
+    graph = recurrent_cuba(rng)
+    nir.write(tmp_path / "g.nir", graph)
+    np.savez(tmp_path / "x.npz", **{"in": rng.uniform(0, 1, (4000, 10, 4))})
+    proc = subprocess.Popen([CLI, "simulate", str(tmp_path / "g.nir"),
+                             "--inputs", str(tmp_path / "x.npz"), "--steps", "10", "--out", str(tmp_path / "o.npz"),
+                             "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    children: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(children) < 5 and time.monotonic() < deadline:  # wait until Lava has forked its processes
+        children |= _descendants(proc.pid)
+        time.sleep(0.2)
+    assert len(children) >= 5, "the simulation never started its Lava processes"
+    time.sleep(1.0)
+    children |= _descendants(proc.pid)
+    assert proc.poll() is None, "the simulation finished before it could be interrupted"
+    os.kill(proc.pid, sig)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    time.sleep(0.5)
+    assert not [c for c in children if _alive(c)], "Lava child processes outlived the interrupted simulation"
+    assert not list(tmp_path.glob("o*.npz")) and not list(tmp_path.glob(".o.npz*"))
