@@ -1,16 +1,189 @@
-"""`iemf-neuro train-and-convert`: train -> export -> Lava float/fixed -> energy report."""
+"""`iemf-neuro train-and-convert`: train -> export to NIR -> Lava float and fixed -> energy report, in one run directory.
+
+Each stage records a key in RUN_DIR/stages.json: the hash of its own settings and of the stage before it.
+Re-running skips every stage whose key and outputs are in place and redoes the first one that is missing
+or stale, and everything after it. An interrupted training resumes from its last checkpoint.
+RUN_DIR/summary.json gathers the headline numbers; it holds no timings, so the same config and seed give
+the same bytes (timings live in stages.json).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
 from iemf_neuro.errors import UserError
 
+DEFAULT_TARGETS = ("loihi1", "loihi2", "truenorth", "ann-gpu")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train-and-convert", help="train -> export -> Lava float/fixed -> energy report", description="train -> export -> Lava float/fixed -> energy report")
+    parser = subparsers.add_parser(
+        "train-and-convert", help="train -> export -> Lava float/fixed -> energy report",
+        description="Run the whole pipeline into one run directory: train an IEMF SNN, export it to NIR, "
+                    "simulate it in Lava (float and bit-accurate fixed point) against snnTorch, and report "
+                    "energy, latency and chip resources per target. Finished stages are skipped on re-runs.")
+    parser.add_argument("--config", default="avdigits-mlp", help="named run config (default avdigits-mlp)")
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (default runs/demo)")
+    parser.add_argument("--method", default=None, help="plain | aux-heads | iemf (default) | ogm-ge | ogm-ge+iemf")
+    parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (see `iemf-neuro train --help`)")
+    parser.add_argument("--target", action="append", default=[],
+                        help=f"hardware target (repeatable; default {', '.join(DEFAULT_TARGETS)})")
+    parser.add_argument("--limit", type=int, default=None, help="simulate only the first N test samples in Lava")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="Lava watchdog per simulation, seconds")
+    parser.add_argument("--retrain", action="store_true",
+                        help="discard a finished or partial training whose config differs from this one")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
 
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    settings: dict[str, Any]  # what this stage's result depends on, besides the stage before it
+    outputs: tuple[str, ...]  # files in RUN_DIR that must exist for the stage to count as done
+    action: Callable[[], None]
+
+
+def stage_keys(stages: list[Stage]) -> dict[str, str]:
+    """Chained keys: a stage is stale when its settings or any earlier stage's settings change."""
+    from iemf_neuro.provenance import config_hash
+
+    keys, previous = {}, ""
+    for stage in stages:
+        previous = keys[stage.name] = config_hash({"settings": stage.settings, "previous": previous})
+    return keys
+
+
+def run_stages(run_dir: Path, stages: list[Stage], log: Callable[[str], None]) -> dict[str, Any]:
+    from iemf_neuro.provenance import write_json_atomic
+
+    record_path = run_dir / "stages.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    keys, redo = stage_keys(stages), False
+    for stage in stages:
+        done = record.get(stage.name, {}).get("key") == keys[stage.name]
+        done = done and all((run_dir / out).is_file() for out in stage.outputs)
+        if done and not redo:
+            log(f"[{stage.name}] up to date, skipped")
+            continue
+        redo = True
+        log(f"[{stage.name}] running")
+        tic = time.perf_counter()
+        stage.action()
+        record[stage.name] = {"key": keys[stage.name], "wall_s": round(time.perf_counter() - tic, 3)}
+        write_json_atomic(record_path, record)
+    return record
+
+
+def train_stage(args: argparse.Namespace, config) -> None:
+    from iemf_neuro.training.checkpoint import checkpoint_paths, load_checkpoint
+    from iemf_neuro.training.trainer import train
+
+    last = checkpoint_paths(args.out)["last"]
+    resume = last.is_file()
+    if resume and load_checkpoint(last)["run_config"] != config:
+        if not args.retrain:
+            raise UserError(f"{args.out} holds a training with another config; pass --retrain to discard it "
+                            "or choose another --out")
+        shutil.rmtree(args.out / "checkpoints")
+        resume = False
+    train(args.out, config, resume=resume, progress=not args.quiet)
+
+
+def energy_stage(run_dir: Path, targets: list[str]) -> None:
+    from converters.nir_io import read_graph
+    from hardware_targets.counting import count_graph
+    from hardware_targets.energy import estimate
+    from hardware_targets.mapping import map_graph
+    from hardware_targets.report import write_reports
+    from hardware_targets.targets import load_target
+    from iemf_neuro.cli.energy import load_npz
+    from iemf_neuro.provenance import provenance
+
+    graph = read_graph(run_dir / "model.nir")
+    inputs, spikes = load_npz(run_dir / "sim_float.npz", graph, None)
+    counts = count_graph(graph, inputs, spikes, source="Lava float simulation (sim_float.npz)")
+    loaded = [load_target(t) for t in targets]
+    mappings = {t.name: map_graph(graph, t) for t in loaded}
+    reports = {t.name: estimate(counts, mappings[t.name], t) for t in loaded}
+    write_reports(run_dir, reports, counts, mappings, spikes=spikes, run_dir=run_dir,
+                  provenance=provenance({"run_dir": str(run_dir), "targets": targets}))
+
+
+def summarise(run_dir: Path) -> dict[str, Any]:
+    """summary.json: the headline numbers of every stage, without timings."""
+    from iemf_neuro.provenance import package_versions, git_revision, write_json_atomic
+
+    def load(name: str) -> dict[str, Any]:
+        return json.loads((run_dir / name).read_text())
+
+    test, sim_float, sim_fixed, energy = (load(n) for n in ("test_metrics.json", "sim_float.json",
+                                                             "sim_fixed.json", "energy.json"))
+    targets = energy["targets"]
+    summary = {
+        "accuracy_snntorch": test["accuracy"],
+        "accuracy_snntorch_float64": sim_float["accuracy"]["snntorch"],
+        "accuracy_lava_float": sim_float["accuracy"]["lava"],
+        "accuracy_lava_fixed": sim_fixed["accuracy"]["lava"],
+        "spike_mismatches_float": sum(sim_float["mismatches"].values()),
+        "spike_mismatches_float_per_layer": sim_float["mismatches"],
+        "spike_agreement_fixed": sim_fixed["spike_agreement"],
+        "lava_samples": sim_float["samples"],
+        "energy_per_inference_j": {name: t["total"]["mean"] for name, t in targets.items()},
+        "energy_per_inference_std_j": {name: t["total"]["std"] for name, t in targets.items()},
+        "energy_kinds": {name: t["kinds"] for name, t in targets.items()},
+        "chips_needed": {name: t["chips_needed"] for name, t in targets.items()},
+        "latency_per_inference_s": {name: (t["latency_inference_s"] or {}).get("mean")
+                                    for name, t in targets.items()},
+        "config": test["provenance"]["config"],
+        "seed": test["provenance"]["seed"],
+        "versions": package_versions(),
+        "git_revision": git_revision(),
+    }
+    write_json_atomic(run_dir / "summary.json", summary)
+    return summary
+
+
 def run(args: argparse.Namespace) -> int:
-    raise UserError("'train-and-convert' has not landed yet in this version of iemf-neuro")
+    from hardware_targets.run_simulation import SimulationRequest, simulate_run
+    from iemf_neuro.training.config import get_run_config
+
+    from converters.model_to_nir import export_run
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit} must be >= 1")
+    config = get_run_config(args.config, args.method, args.epochs, args.seed, args.overrides)
+    targets = args.target or list(DEFAULT_TARGETS)
+    out, progress = args.out, not args.quiet
+
+    def simulate(precision: str) -> Callable[[], None]:
+        request = SimulationRequest(precision, "test", args.limit, timeout_s=args.timeout)
+        return lambda: simulate_run(out, request, progress=progress)
+
+    sim = {"split": "test", "limit": args.limit}
+    stages = [
+        Stage("train", config.to_dict(), ("test_metrics.json", "checkpoints/best.pt"),
+              lambda: train_stage(args, config)),
+        Stage("export", {}, ("model.nir",), lambda: export_run(out)),
+        Stage("lava-float", {**sim, "precision": "float"}, ("sim_float.json", "sim_float.npz"), simulate("float")),
+        Stage("lava-fixed", {**sim, "precision": "fixed"}, ("sim_fixed.json", "sim_fixed.npz"), simulate("fixed")),
+        Stage("energy", {"targets": targets}, ("energy.json", "report.html"), lambda: energy_stage(out, targets)),
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    run_stages(out, stages, print)
+    summary = summarise(out)
+    print(f"snnTorch accuracy {summary['accuracy_snntorch']:.4f}; Lava float {summary['accuracy_lava_float']:.4f} "
+          f"({summary['spike_mismatches_float']} spike mismatches); Lava fixed {summary['accuracy_lava_fixed']:.4f}")
+    for name, joules in summary["energy_per_inference_j"].items():
+        print(f"  {name}: {joules:.3e} J per inference, chips {summary['chips_needed'][name]}")
+    print(f"wrote {out / 'summary.json'} and {out / 'report.html'}")
+    return 0

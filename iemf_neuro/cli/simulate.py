@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -49,17 +48,6 @@ def run(args: argparse.Namespace) -> int:
     raise UserError(f"{args.target} is neither a run directory nor a .nir file; pass one of them")
 
 
-def read_graph(path: Path):
-    import nir
-
-    if not path.is_file():
-        raise UserError(f"{path} does not exist; pass a .nir file written by nir.write")
-    try:
-        return nir.read(str(path))
-    except Exception as exc:  # noqa: BLE001 - any parse failure of a foreign file is the user's input
-        raise UserError(f"{path} is not a readable NIR file ({type(exc).__name__}: {exc}); re-export it") from exc
-
-
 def read_inputs(path: Path, steps: int) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise UserError(f"{path} does not exist; pass --inputs X.npz with one array per Input node")
@@ -76,6 +64,7 @@ def read_inputs(path: Path, steps: int) -> dict[str, np.ndarray]:
 
 
 def simulate_file(args: argparse.Namespace) -> int:
+    from converters.nir_io import read_graph
     from hardware_targets.lava_sim import simulate_graph
     from iemf_neuro.provenance import atomic_path, provenance
 
@@ -100,81 +89,14 @@ def simulate_file(args: argparse.Namespace) -> int:
     return 0
 
 
-def snn_spikes(model, x_audio, x_visual) -> dict[str, np.ndarray]:
-    """snnTorch in float64, every layer's spikes batch-major [N, T, ...] uint8."""
-    import copy
-
-    import torch
-
-    net = copy.deepcopy(model).double().eval()
-    for neuron in net.neurons().values():  # snnTorch's spike functions return float32 whatever the input
-        neuron.spike_grad = lambda x: (x > 0).to(x.dtype)
-    with torch.no_grad():
-        out = net(x_audio.double(), x_visual.double(), record=True)
-    return {k: v.transpose(0, 1).numpy().astype(np.uint8) for k, v in out.spikes.items()}
-
-
-def compare(lava: dict[str, np.ndarray], snn: dict[str, np.ndarray]) -> tuple[dict[str, int], np.ndarray]:
-    """Mismatched spike entries per layer, and per sample summed over layers."""
-    per_layer, per_sample = {}, None
-    for name, ref in snn.items():
-        diff = (lava[name] != ref).reshape(ref.shape[0], -1).sum(axis=1)
-        per_layer[name] = int(diff.sum())
-        per_sample = diff if per_sample is None else per_sample + diff
-    return per_layer, per_sample
-
-
 def simulate_run(args: argparse.Namespace) -> int:
-    import torch
+    from hardware_targets.run_simulation import SimulationRequest, simulate_run as run_simulation
 
-    from converters.model_to_nir import export_model
-    from hardware_targets.lava_sim import simulate_graph
-    from iemf_neuro.data.corruption import Corruption
-    from iemf_neuro.models import encode_inputs
-    from iemf_neuro.provenance import atomic_path, provenance, write_json_atomic
-    from iemf_neuro.training.checkpoint import load_run
-    from iemf_neuro.training.config import RunConfig
-    from iemf_neuro.training.data import load_dataset
-
-    run = load_run(args.target)
-    cfg = run.model_config
-    config = RunConfig(cfg.name, cfg, run.train_config)
-    seed = run.train_config.seed if args.seed is None else args.seed
-    corruption = {"audio_snr_db": args.audio_snr_db, "image_noise_std": args.image_noise_std}
-    Corruption(**corruption)
-    data = load_dataset(config, args.split, corruption)
-    n = len(data.labels) if args.limit is None else min(args.limit, len(data.labels))
-    if n < 1:
-        raise UserError(f"--limit {args.limit} selects no samples; pass a positive limit")
-    nir_path = args.target / "model.nir"
-    graph = read_graph(nir_path) if nir_path.is_file() else export_model(run.model, cfg)
-    x_a, x_v = encode_inputs(cfg, data.audio[:n], data.image[:n], torch.Generator().manual_seed(seed))
-    labels = data.labels[:n].numpy()
-    snn = snn_spikes(run.model, x_a, x_v)
-    inputs = {"audio": x_a.transpose(0, 1).double().numpy(), "visual": x_v.transpose(0, 1).double().numpy()}
-    result = simulate_graph(graph, inputs, args.precision, timeout_s=args.timeout, progress=not args.no_progress)
-    per_layer, per_sample = compare(result.spikes, snn)
-    lava_pred = result.spikes["output"].sum(axis=1).argmax(axis=1)
-    snn_pred = snn["output"].sum(axis=1).argmax(axis=1)
-    summary: dict[str, Any] = {
-        "precision": args.precision, "split": args.split, "samples": n, "corruption": corruption, "seed": seed,
-        "accuracy": {"lava": float((lava_pred == labels).mean()), "snntorch": float((snn_pred == labels).mean())},
-        "prediction_agreement": float((lava_pred == snn_pred).mean()),
-        "spike_counts": {"lava": {k: int(v.sum()) for k, v in result.spikes.items()},
-                         "snntorch": {k: int(v.sum()) for k, v in snn.items()}},
-        "mismatches": per_layer, "mismatches_per_sample": per_sample.tolist(),
-        "spike_agreement": {k: 1.0 - per_layer[k] / snn[k].size for k in per_layer},
-        "quantization": result.quantization, "lava_steps": result.steps, "latency_steps": result.latency,
-        "samples_per_s": result.samples_per_s, "wall_s": result.wall_s,
-        "provenance": provenance(config, seed),
-    }
-    stem = args.target / f"sim_{args.precision}"
-    with atomic_path(stem.with_suffix(".npz")) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **result.spikes)
-    write_json_atomic(stem.with_suffix(".json"), summary)
-    acc = summary["accuracy"]
-    print(f"Lava {args.precision} on {args.split} ({n} samples): accuracy {acc['lava']:.4f} (snnTorch "
-          f"{acc['snntorch']:.4f}); spike mismatches per layer {per_layer}; {result.samples_per_s:.1f} samples/s; "
-          f"wrote {stem}.json and {stem}.npz")
+    request = SimulationRequest(args.precision, args.split, args.limit, args.audio_snr_db, args.image_noise_std,
+                                args.seed, args.timeout)
+    summary = run_simulation(args.target, request, progress=not args.no_progress)
+    acc, stem = summary["accuracy"], args.target / f"sim_{args.precision}"
+    print(f"Lava {args.precision} on {args.split} ({summary['samples']} samples): accuracy {acc['lava']:.4f} "
+          f"(snnTorch {acc['snntorch']:.4f}); spike mismatches per layer {summary['mismatches']}; "
+          f"{summary['timing']['samples_per_s']:.1f} samples/s; wrote {stem}.json and {stem}.npz")
     return 0

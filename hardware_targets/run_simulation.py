@@ -1,0 +1,107 @@
+"""Simulate a trained run over its dataset in Lava and check it, spike for spike, against snnTorch.
+
+The snnTorch reference runs in float64, like Lava's float models, on the very input trains Lava gets, so
+any spike that differs is a conversion fault rather than rounding (docs/lava.md).
+Writes RUN_DIR/sim_<precision>.json (accuracies, per-layer counts and mismatches, provenance) and
+RUN_DIR/sim_<precision>.npz (the input trains under the Input node names and every layer's spikes under
+its node name, [N, T, ...]; the format `iemf-neuro energy` counts from).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from iemf_neuro.errors import UserError
+
+
+@dataclass(frozen=True)
+class SimulationRequest:
+    precision: str = "float"  # float | fixed
+    split: str = "test"  # train | val | test
+    limit: int | None = None  # first N samples only
+    audio_snr_db: float | None = None  # corruption of the audio (None: clean)
+    image_noise_std: float = 0.0  # corruption of the image
+    seed: int | None = None  # corruption/encoding seed (None: the run's seed)
+    timeout_s: float | None = None  # Lava watchdog
+
+
+def snn_spikes(model, x_audio: torch.Tensor, x_visual: torch.Tensor) -> dict[str, np.ndarray]:
+    """snnTorch in float64, every layer's spikes batch-major [N, T, ...] uint8."""
+    net = copy.deepcopy(model).double().eval()
+    for neuron in net.neurons().values():  # snnTorch's spike functions return float32 whatever the input
+        neuron.spike_grad = lambda x: (x > 0).to(x.dtype)
+    with torch.no_grad():
+        out = net(x_audio.double(), x_visual.double(), record=True)
+    return {k: v.transpose(0, 1).numpy().astype(np.uint8) for k, v in out.spikes.items()}
+
+
+def compare(lava: dict[str, np.ndarray], snn: dict[str, np.ndarray]) -> tuple[dict[str, int], np.ndarray]:
+    """Mismatched spike entries per layer, and per sample summed over layers."""
+    per_layer, per_sample = {}, None
+    for name, ref in snn.items():
+        diff = (lava[name] != ref).reshape(ref.shape[0], -1).sum(axis=1)
+        per_layer[name] = int(diff.sum())
+        per_sample = diff if per_sample is None else per_sample + diff
+    return per_layer, per_sample
+
+
+def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, progress: bool = True) -> dict[str, Any]:
+    """Simulate ``run_dir``'s model (``graph``, else RUN_DIR/model.nir, else a fresh export); returns the summary."""
+    from converters.model_to_nir import export_model
+    from converters.nir_io import read_graph
+    from iemf_neuro.data.corruption import Corruption
+    from iemf_neuro.models import encode_inputs
+    from iemf_neuro.provenance import atomic_path, provenance, write_json_atomic
+    from iemf_neuro.training.checkpoint import load_run
+    from iemf_neuro.training.config import RunConfig
+    from iemf_neuro.training.data import load_dataset
+
+    from .lava_sim import simulate_graph
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    cfg = run.model_config
+    config = RunConfig(cfg.name, cfg, run.train_config)
+    seed = run.train_config.seed if request.seed is None else request.seed
+    corruption = {"audio_snr_db": request.audio_snr_db, "image_noise_std": request.image_noise_std}
+    Corruption(**corruption)
+    data = load_dataset(config, request.split, corruption)
+    n = len(data.labels) if request.limit is None else min(request.limit, len(data.labels))
+    if n < 1:
+        raise UserError(f"--limit {request.limit} selects no samples; pass a positive limit")
+    if graph is None:
+        nir_path = run_dir / "model.nir"
+        graph = read_graph(nir_path) if nir_path.is_file() else export_model(run.model, cfg)
+    x_a, x_v = encode_inputs(cfg, data.audio[:n], data.image[:n], torch.Generator().manual_seed(seed))
+    labels = data.labels[:n].numpy()
+    snn = snn_spikes(run.model, x_a, x_v)
+    inputs = {"audio": x_a.transpose(0, 1).double().numpy(), "visual": x_v.transpose(0, 1).double().numpy()}
+    result = simulate_graph(graph, inputs, request.precision, timeout_s=request.timeout_s, progress=progress)
+    per_layer, per_sample = compare(result.spikes, snn)
+    lava_pred = result.spikes["output"].sum(axis=1).argmax(axis=1)
+    snn_pred = snn["output"].sum(axis=1).argmax(axis=1)
+    summary: dict[str, Any] = {
+        "precision": request.precision, "split": request.split, "samples": n, "corruption": corruption,
+        "seed": seed,
+        "accuracy": {"lava": float((lava_pred == labels).mean()), "snntorch": float((snn_pred == labels).mean())},
+        "prediction_agreement": float((lava_pred == snn_pred).mean()),
+        "spike_counts": {"lava": {k: int(v.sum()) for k, v in result.spikes.items()},
+                         "snntorch": {k: int(v.sum()) for k, v in snn.items()}},
+        "mismatches": per_layer, "mismatches_per_sample": per_sample.tolist(),
+        "spike_agreement": {k: 1.0 - per_layer[k] / snn[k].size for k in per_layer},
+        "quantization": result.quantization, "lava_steps": result.steps, "latency_steps": result.latency,
+        "timing": {"samples_per_s": result.samples_per_s, "wall_s": result.wall_s},
+        "provenance": provenance({"run": config.to_dict(), "simulation": request}, seed),
+    }
+    stem = run_dir / f"sim_{request.precision}"
+    with atomic_path(stem.with_suffix(".npz")) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **inputs, **result.spikes)
+    write_json_atomic(stem.with_suffix(".json"), summary)
+    return summary
