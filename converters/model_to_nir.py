@@ -16,7 +16,6 @@ r = tau_mem; v_leak = 0, v_reset = 0, reset "zero" (see ``nir_semantics``).
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ from torch import nn
 from iemf_neuro.errors import UserError
 from iemf_neuro.models import DEPLOYABLE_FUSIONS, IEMFNet, ModelConfig
 from iemf_neuro.models.network import MODALITIES, ResidualBlock, SpikingStage
+from iemf_neuro.models.reference import reference_spikes
 from iemf_neuro.provenance import atomic_path, provenance, to_jsonable
 
 from .nir_semantics import METADATA_KEY
@@ -326,24 +326,17 @@ class ExportCheck:
     graph_prediction: torch.Tensor  # [B]
 
 
-def _heaviside(x: torch.Tensor) -> torch.Tensor:
-    return (x > 0).to(x.dtype)
-
-
 def compare_with_model(model: IEMFNet, graph: nir.NIRGraph, x_audio: torch.Tensor, x_visual: torch.Tensor,
                        dtype: torch.dtype = torch.float32) -> ExportCheck:
     """Run both on time-major inputs ``[T, B, ...]`` in ``dtype`` and count spike mismatches per layer."""
     from .nir_executor import run_graph
 
-    net = copy.deepcopy(model).to(dtype).eval()
-    for neuron in net.neurons().values():  # snnTorch's spike functions return float32 whatever the input
-        neuron.spike_grad = _heaviside
-    with torch.no_grad():
-        out = net(x_audio.to(dtype), x_visual.to(dtype), record=True)
+    reference = reference_spikes(model, x_audio, x_visual, dtype)
     run = run_graph(graph, {"audio": x_audio.transpose(0, 1), "visual": x_visual.transpose(0, 1)}, dtype=dtype)
     mismatches, counts = {}, {}
-    for layer, spikes in out.spikes.items():
+    for layer, spikes in reference.items():
         ours = run.spikes[layer].transpose(0, 1)
         mismatches[layer] = int((ours != spikes).sum())
         counts[layer] = int(spikes.sum())
-    return ExportCheck(mismatches, counts, out.prediction, run.spikes["output"].sum(dim=1).argmax(dim=-1))
+    return ExportCheck(mismatches, counts, reference["output"].sum(dim=0).argmax(dim=-1),
+                       run.spikes["output"].sum(dim=1).argmax(dim=-1))

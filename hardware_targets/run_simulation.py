@@ -9,7 +9,6 @@ its node name, [N, T, ...]; the format `iemf-neuro energy` counts from).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from iemf_neuro.errors import UserError
+from iemf_neuro.models.reference import reference_spikes
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,9 @@ class SimulationRequest:
 
 
 def snn_spikes(model, x_audio: torch.Tensor, x_visual: torch.Tensor) -> dict[str, np.ndarray]:
-    """snnTorch in float64, every layer's spikes batch-major [N, T, ...] uint8."""
-    net = copy.deepcopy(model).double().eval()
-    for neuron in net.neurons().values():  # snnTorch's spike functions return float32 whatever the input
-        neuron.spike_grad = lambda x: (x > 0).to(x.dtype)
-    with torch.no_grad():
-        out = net(x_audio.double(), x_visual.double(), record=True)
-    return {k: v.transpose(0, 1).numpy().astype(np.uint8) for k, v in out.spikes.items()}
+    """snnTorch's own modules in float64, every layer's spikes batch-major [N, T, ...] uint8."""
+    spikes = reference_spikes(model, x_audio, x_visual, torch.float64)
+    return {k: v.transpose(0, 1).numpy().astype(np.uint8) for k, v in spikes.items()}
 
 
 def compare(lava: dict[str, np.ndarray], snn: dict[str, np.ndarray]) -> tuple[dict[str, int], np.ndarray]:

@@ -13,8 +13,13 @@ from .neurons import NeuronConfig, make_neuron
 
 
 def out_shape(module: nn.Module, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Output shape of one sample, probed in eval mode so BatchNorm's running statistics stay untouched."""
+    was_training = module.training
+    module.eval()
     with torch.no_grad():
-        return tuple(module(torch.zeros(1, *in_shape)).shape[1:])
+        shape = tuple(module(torch.zeros(1, *in_shape)).shape[1:])
+    module.train(was_training)
+    return shape
 
 
 def stage(synapse: nn.Sequential, in_shape: tuple[int, ...], neuron: NeuronConfig):

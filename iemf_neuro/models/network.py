@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import snntorch as snn
 import torch
 from torch import nn
 
-from .neurons import NeuronConfig, initial_state, make_neuron, step
+from .fused import ZeroResetLIF
+from .neurons import initial_state, step
+from .reference import stepwise
 
 DEPLOYABLE_FUSIONS = ("concat", "sum")
 FUSIONS = DEPLOYABLE_FUSIONS + ("film", "gated")
@@ -29,7 +32,14 @@ MODALITIES = ("audio", "visual")
 
 
 def run_neurons(neuron: nn.Module, current: torch.Tensor) -> torch.Tensor:
-    """Step a neuron population through ``current[T, B, ...]``; returns spikes of the same shape."""
+    """Step a neuron population through ``current[T, B, ...]``; returns spikes of the same shape.
+
+    One fused autograd node (``fused.py``, bit-identical forward); inside ``reference.snntorch_stepwise()``
+    snnTorch's own modules step instead, one call per time step.
+    """
+    if not stepwise():
+        alpha = neuron.alpha.clamp(0, 1) if isinstance(neuron, snn.Synaptic) else None
+        return ZeroResetLIF.apply(current, alpha, neuron.beta.clamp(0, 1), neuron.threshold)
     state = initial_state(neuron, current[0])
     spikes = []
     for cur_t in current:
@@ -152,6 +162,7 @@ class NetOutput:
     counts: torch.Tensor  # [B, classes] output spike counts over T: the prediction is their argmax
     aux_logits: dict[str, torch.Tensor]  # unimodal heads' logits (training signal only)
     spikes: dict[str, torch.Tensor] = field(default_factory=dict)  # layer -> [T, B, ...] when recorded
+    features: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> encoder spikes [T, B, ...]
 
     @property
     def prediction(self) -> torch.Tensor:
@@ -163,7 +174,12 @@ class IEMFNet(nn.Module):
 
     Inputs are already encoded spike trains / currents ``[T, B, *input_shape]`` (see ``encoding.py``),
     so the exact same tensors can be replayed through NIR and Lava.
+
+    ``aux_detach``: when set, the auxiliary heads read detached encoder spikes, i.e. they become linear
+    probes that measure each modality without training the encoders (baselines without auxiliary losses).
     """
+
+    aux_detach: bool = False
 
     def __init__(self, branches: dict[str, Branch], fusion: Fusion, output: SpikingStage,
                  aux_heads: dict[str, nn.Sequential]):
@@ -181,8 +197,9 @@ class IEMFNet(nn.Module):
         s_o = self.output(s_f)
         if spikes is not None:
             spikes["fusion"], spikes["output"] = s_f, s_o
-        aux = {m: self.aux_heads[m](s.mean(dim=0)) for m, s in (("audio", s_a), ("visual", s_v))}
-        return NetOutput(counts=s_o.sum(dim=0), aux_logits=aux, spikes=spikes or {})
+        features = {"audio": s_a, "visual": s_v}
+        aux = {m: self.aux_heads[m]((s.detach() if self.aux_detach else s).mean(dim=0)) for m, s in features.items()}
+        return NetOutput(counts=s_o.sum(dim=0), aux_logits=aux, spikes=spikes or {}, features=features)
 
     def neurons(self) -> dict[str, nn.Module]:
         """Every neuron population by its layer name (the names used in recordings, NIR and reports)."""

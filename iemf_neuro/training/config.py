@@ -1,0 +1,179 @@
+"""Training configuration: the optimiser, the fusion-balancing method, and the named run configs.
+
+A run config pairs a ``ModelConfig`` (what to build) with a ``TrainConfig`` (how to train it). Both are
+stored as plain JSON in ``config.json`` and in every checkpoint, and rebuilt with ``run_config_from_dict``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from iemf_neuro.errors import UserError
+from iemf_neuro.models import ModelConfig, get_model_config, model_config_from_dict
+
+METHODS = ("plain", "aux-heads", "iemf", "ogm-ge", "ogm-ge+iemf")
+DATASETS = ("avdigits", "synthetic", "cremad", "kinetics-sounds")
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Epoch windows are inclusive, 0-based; ``None`` as an end means "to the last epoch"."""
+
+    dataset: str = "avdigits"  # avdigits | synthetic | cremad | kinetics-sounds
+    method: str = "iemf"  # plain | aux-heads | iemf | ogm-ge | ogm-ge+iemf
+    epochs: int = 12  # passes over the training split
+    batch_size: int = 64  # per process (DDP: each rank draws this many)
+    eval_batch_size: int = 512  # validation/test batch
+    optimizer: str = "adam"  # adam | sgd (momentum 0.9)
+    lr: float = 3e-3  # peak learning rate; cosine decay to lr * lr_final_ratio
+    lr_final_ratio: float = 0.02  # last epoch's learning rate over the peak
+    weight_decay: float = 0.0  # L2 penalty (torch Adam/SGD weight_decay)
+    label_smoothing: float = 0.1  # on every cross-entropy term (IEMF reference value)
+    iemf_gain: float = 1.0  # coeff = gain * (1 + tanh(1 - ratio))
+    iemf_start: int = 0  # first epoch with IEMF gradient modulation
+    iemf_end: int | None = None  # last epoch with IEMF gradient modulation
+    ogm_alpha: float = 0.8  # OGM-GE alpha
+    ogm_start: int = 0  # first epoch with OGM-GE modulation
+    ogm_end: int | None = None  # last epoch with OGM-GE modulation
+    corruption: dict | None = None  # Corruption fields applied to train, val and test (degraded study)
+    data_root: str | None = None  # dataset folder (CREMA-D / Kinetics-Sounds)
+    synthetic_size: int = 512  # training samples of the synthetic dataset (val/test: a quarter each)
+    max_batches: int | None = None  # cap on batches per epoch (smoke tests)
+    seed: int = 0  # model init, data order, encoding and gradient noise
+    deterministic: bool = True  # torch.use_deterministic_algorithms: resumed == uninterrupted
+    channels_last: bool = False  # conv memory format (GPU speed)
+    bf16: bool = False  # bfloat16 autocast (GPU speed; not deterministic across devices)
+    num_workers: int = 0  # DataLoader workers for datasets that load from disk
+
+    def __post_init__(self) -> None:
+        choices = {"dataset": DATASETS, "method": METHODS, "optimizer": OPTIMIZERS}
+        for key, valid in choices.items():
+            if getattr(self, key) not in valid:
+                raise UserError(f"unknown {key} {getattr(self, key)!r}; choose one of {', '.join(valid)}")
+        positive = ("epochs", "batch_size", "eval_batch_size", "synthetic_size")
+        for key in positive:
+            if int(getattr(self, key)) < 1:
+                raise UserError(f"{key}={getattr(self, key)} must be >= 1; set a positive value")
+        for key in ("lr", "lr_final_ratio", "iemf_gain"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                raise UserError(f"{key}={value} must be a positive finite number; set e.g. --set {key}=1e-3")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
+        if self.max_batches is not None and self.max_batches < 1:
+            raise UserError(f"max_batches={self.max_batches} must be >= 1 or null")
+
+    @property
+    def uses_aux_loss(self) -> bool:
+        """Whether the auxiliary heads' losses reach the encoders (else the heads are detached probes)."""
+        return self.method in ("aux-heads", "iemf", "ogm-ge+iemf")
+
+    def iemf_active(self, epoch: int) -> bool:
+        return "iemf" in self.method and _in_window(epoch, self.iemf_start, self.iemf_end)
+
+    def ogm_active(self, epoch: int) -> bool:
+        return self.method.startswith("ogm-ge") and _in_window(epoch, self.ogm_start, self.ogm_end)
+
+    def lr_at(self, epoch: int) -> float:
+        """Cosine schedule: lr_e = lr_min + (lr - lr_min) (1 + cos(pi e / (E - 1))) / 2."""
+        lr_min = self.lr * self.lr_final_ratio
+        if self.epochs == 1:
+            return self.lr
+        return lr_min + (self.lr - lr_min) * (1 + math.cos(math.pi * epoch / (self.epochs - 1))) / 2
+
+
+def _in_window(epoch: int, start: int, end: int | None) -> bool:
+    return start <= epoch and (end is None or epoch <= end)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str  # the named config this started from
+    model: ModelConfig  # what to build
+    train: TrainConfig = field(default_factory=TrainConfig)  # how to train it
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+
+RUN_CONFIGS: dict[str, RunConfig] = {
+    "avdigits-mlp": RunConfig("avdigits-mlp", get_model_config("avdigits-mlp")),
+    "avdigits-cnn": RunConfig("avdigits-cnn", get_model_config("avdigits-cnn"), TrainConfig(epochs=10)),
+    # The IEMF/OGM-GE reference recipe for CREMA-D: SGD 1e-3, momentum 0.9, weight decay 1e-4, batch 64.
+    "cremad-resnet18": RunConfig("cremad-resnet18", get_model_config("cremad-resnet18"),
+                                 TrainConfig(dataset="cremad", optimizer="sgd", lr=1e-3, weight_decay=1e-4,
+                                             epochs=100, batch_size=64, eval_batch_size=64,
+                                             num_workers=8, deterministic=False)),
+}
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise UserError(f"unknown training config keys {sorted(unknown)}; valid keys: {', '.join(sorted(known))}")
+    try:
+        return TrainConfig(**data)
+    except TypeError as exc:
+        raise UserError(f"invalid training config: {exc}; fix the config or start from a named one") from exc
+
+
+def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Rebuild a RunConfig from its JSON form; unknown keys raise UserError naming the valid ones."""
+    if not isinstance(data, dict) or {"name", "model", "train"} - set(data):
+        raise UserError("run config must hold 'name', 'model' and 'train'; re-create the run with "
+                        "`iemf-neuro train`")
+    return RunConfig(str(data["name"]), model_config_from_dict(data["model"]),
+                     train_config_from_dict(data["train"]))
+
+
+def _parse_value(text: str) -> Any:
+    """JSON when it parses (numbers, true/false/null, lists), a comma list as a list, else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        if "," in text:
+            return [_parse_value(part) for part in text.split(",")]
+        return text
+
+
+def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
+    """Apply ``key=value`` overrides. Training keys are bare (``lr=1e-3``); model keys start with
+    ``model.`` (``model.time_steps=8``, ``model.neuron.beta=0.9``, ``model.audio.widths=256,128``)."""
+    data = config.to_dict()
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item!r} is not key=value; write e.g. --set lr=1e-3")
+        path = key.split(".")
+        if path[0] == "model":
+            target = data["model"]
+            for part in path[1:-1]:
+                if not isinstance(target.get(part), dict):
+                    raise UserError(f"unknown model config key {key!r}; valid: model."
+                                    + ", model.".join(sorted(data["model"])))
+                target = target[part]
+            if len(path) < 2 or path[-1] not in target:
+                raise UserError(f"unknown model config key {key!r}; valid keys under it: "
+                                + ", ".join(sorted(target)))
+            target[path[-1]] = _parse_value(value)
+        elif len(path) == 1 and key in data["train"]:
+            data["train"][key] = _parse_value(value)
+        else:
+            raise UserError(f"unknown config key {key!r}; valid: {', '.join(sorted(data['train']))} or model.*")
+    return run_config_from_dict(data)
+
+
+def get_run_config(name: str, method: str | None = None, epochs: int | None = None, seed: int | None = None,
+                   overrides: list[str] = ()) -> RunConfig:
+    """A named run config with the CLI's shortcuts and ``--set`` overrides applied."""
+    if name not in RUN_CONFIGS:
+        raise UserError(f"unknown config {name!r}; choose one of {', '.join(RUN_CONFIGS)}")
+    config = RUN_CONFIGS[name]
+    shortcuts = {k: v for k, v in (("method", method), ("epochs", epochs), ("seed", seed)) if v is not None}
+    config = replace(config, train=replace(config.train, **shortcuts))
+    return apply_overrides(config, list(overrides))
