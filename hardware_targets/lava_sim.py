@@ -17,6 +17,7 @@ import contextlib
 import multiprocessing
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -182,19 +183,27 @@ def _reap(before: set[int]) -> None:
     children = [c for c in multiprocessing.active_children() if c.pid not in before]
     deadline = time.monotonic() + 2.0
     for child in children:
-        child.join(max(0.0, deadline - time.monotonic()))
+        multiprocessing.Process.join(child, max(0.0, deadline - time.monotonic()))
     for child in children:
         if child.is_alive():
             child.terminate()
-            child.join(1.0)
+            multiprocessing.Process.join(child, 1.0)
         if child.is_alive():
             child.kill()
-            child.join(1.0)
+            multiprocessing.Process.join(child, 1.0)
+
+
+def _allow_lava_fork() -> None:
+    """Lava calls ``multiprocessing.set_start_method('fork')`` unforced at import, which raises once anything
+    (a training run in the same process, say) has fixed the start method; clear it so the import succeeds."""
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" not in sys.modules:
+        multiprocessing.set_start_method(None, force=True)
 
 
 def _run(plan: LavaPlan, data: dict[str, np.ndarray], n: int, steps: int, precision: str,
          quant: QuantizedPlan | None, workdir: Path, timeout_s: float | None, progress: bool) -> int:
     """Build, compile and run; returns the number of Lava steps. Recordings land in ``workdir``."""
+    _allow_lava_fork()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from tqdm import tqdm

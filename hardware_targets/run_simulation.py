@@ -74,8 +74,9 @@ def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, pr
     if graph is None:
         nir_path = run_dir / "model.nir"
         graph = read_graph(nir_path) if nir_path.is_file() else export_model(run.model, cfg)
-    x_a, x_v = encode_inputs(cfg, data.audio[:n], data.image[:n], torch.Generator().manual_seed(seed))
-    labels = data.labels[:n].numpy()
+    x_a, x_v = encode_inputs(cfg, torch.as_tensor(data.audio[:n]), torch.as_tensor(data.image[:n]),
+                             torch.Generator().manual_seed(seed))
+    labels = np.asarray(data.labels[:n])
     snn = snn_spikes(run.model, x_a, x_v)
     inputs = {"audio": x_a.transpose(0, 1).double().numpy(), "visual": x_v.transpose(0, 1).double().numpy()}
     result = simulate_graph(graph, inputs, request.precision, timeout_s=request.timeout_s, progress=progress)

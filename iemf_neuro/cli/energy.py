@@ -34,16 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_graph(run_dir: Path):
-    import nir
+    from converters.nir_io import read_graph
 
     path = run_dir / "model.nir"
     if not path.is_file():
         raise UserError(f"{path} does not exist; run `iemf-neuro export {run_dir}` first")
-    try:
-        return nir.read(str(path))
-    except Exception as exc:  # noqa: BLE001 - any read failure means the same to the user
-        raise UserError(f"{path} is not a readable NIR file ({type(exc).__name__}); re-run "
-                        f"`iemf-neuro export {run_dir}`") from exc
+    return read_graph(path)
 
 
 def load_npz(path: Path, graph, samples: int | None) -> tuple[dict, dict]:

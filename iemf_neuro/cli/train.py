@@ -40,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
         stored = out / "config.json"
         if not stored.is_file():
             raise UserError(f"nothing to resume in {out} (no config.json); drop --resume to start a new run")
-        record = json.loads(stored.read_text())
+        try:
+            record = json.loads(stored.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{stored} is damaged ({exc}); restore it or start a new run without --resume") from exc
+        if not isinstance(record, dict):
+            raise UserError(f"{stored} does not hold a run config; restore it or start a new run without --resume")
         record.pop("provenance", None)
         config = run_config_from_dict(record)
         if args.epochs is not None:

@@ -43,6 +43,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.encoding not in ENCODINGS:
             raise ValueError(f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}")
+        for key in ("time_steps", "fusion_dim", "num_classes"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{key}={value!r} must be an integer")
         if self.time_steps < 1 or self.fusion_dim < 1 or self.num_classes < 2:
             raise ValueError("time_steps and fusion_dim must be >= 1 and num_classes >= 2")
 

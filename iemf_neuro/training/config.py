@@ -50,6 +50,8 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers for datasets that load from disk
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            check_type(f.name, getattr(self, f.name), f.type)
         choices = {"dataset": DATASETS, "method": METHODS, "optimizer": OPTIMIZERS}
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
@@ -64,6 +66,21 @@ class TrainConfig:
                 raise UserError(f"{key}={value} must be a positive finite number; set e.g. --set {key}=1e-3")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
+        for key in ("weight_decay", "ogm_alpha", "iemf_start", "ogm_start", "seed", "num_workers"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{key}={getattr(self, key)} must be >= 0")
+        for start, end in (("iemf_start", "iemf_end"), ("ogm_start", "ogm_end")):
+            if getattr(self, end) is not None and getattr(self, end) < getattr(self, start):
+                raise UserError(f"{end}={getattr(self, end)} must be null or >= {start}={getattr(self, start)}")
+        if not self.lr_final_ratio <= 1:
+            raise UserError(f"lr_final_ratio={self.lr_final_ratio} must lie in (0, 1]")
+        if self.corruption is not None:
+            from iemf_neuro.data import Corruption
+
+            try:
+                Corruption(**self.corruption)
+            except TypeError as exc:
+                raise UserError(f"corruption {self.corruption}: {exc}; use the fields of Corruption") from exc
         if self.max_batches is not None and self.max_batches < 1:
             raise UserError(f"max_batches={self.max_batches} must be >= 1 or null")
 
@@ -84,6 +101,19 @@ class TrainConfig:
         if self.epochs == 1:
             return self.lr
         return lr_min + (self.lr - lr_min) * (1 + math.cos(math.pi * epoch / (self.epochs - 1))) / 2
+
+
+def check_type(key: str, value: Any, annotation: str) -> None:
+    """Check a config value against its annotation ("int", "float | None", "dict | None", ...)."""
+    kinds = [k.strip() for k in str(annotation).split("|")]
+    if value is None and "None" in kinds:
+        return
+    ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+          "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+          "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str),
+          "dict": lambda v: isinstance(v, dict)}
+    if not any(ok[k](value) for k in kinds if k in ok):
+        raise UserError(f"config key {key}={value!r} must be of type {annotation}; fix the value")
 
 
 def _in_window(epoch: int, start: int, end: int | None) -> bool:
