@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from iemf_neuro.errors import UserError
 
+from .graph_cycles import strongly_connected
 from .nir_semantics import DiscreteNeuron, discretize, graph_dt, graph_reset, is_neuron
 
 Tensor = torch.Tensor
@@ -148,52 +149,6 @@ def _delay(x: Tensor, steps: np.ndarray) -> Tensor:
     return out
 
 
-def _components(names: list[str], succ: dict[str, list[str]]) -> list[list[str]]:
-    """Strongly connected components in topological order (Tarjan, iterative)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    out: list[list[str]] = []
-    counter = 0
-    for root in names:
-        if root in index:
-            continue
-        work = [(root, 0)]
-        while work:
-            node, i = work.pop()
-            if i == 0:
-                index[node] = low[node] = counter
-                counter += 1
-                stack.append(node)
-                on_stack.add(node)
-            recurse = False
-            for j in range(i, len(succ[node])):
-                nxt = succ[node][j]
-                if nxt not in index:
-                    work.append((node, j + 1))
-                    work.append((nxt, 0))
-                    recurse = True
-                    break
-                if nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-            if recurse:
-                continue
-            if low[node] == index[node]:
-                comp = []
-                while True:
-                    w = stack.pop()
-                    on_stack.discard(w)
-                    comp.append(w)
-                    if w == node:
-                        break
-                out.append(comp)
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-    return out[::-1]
-
-
 def _order(nodes: list[str], preds: dict[str, list[str]], skip: Callable[[str, str], bool]) -> list[str]:
     """Kahn's topological order of ``nodes`` over edges inside ``nodes`` (minus skipped ones)."""
     inside = set(nodes)
@@ -235,7 +190,7 @@ class _Plan:
             if not isinstance(node, nir.Input) and not self.preds[n]:
                 raise UserError(f"node {n!r} ({type(node).__name__}) has no incoming edge; connect it or remove it")
         self.steps: list[tuple[str, list[str]]] = []  # ("node", [name]) or ("cycle", ordered names)
-        for comp in _components(names, succ):
+        for comp in strongly_connected(names, succ):
             cyclic = len(comp) > 1 or comp[0] in succ[comp[0]]
             if not cyclic:
                 self.steps.append(("node", comp))

@@ -28,6 +28,8 @@ import numpy as np
 
 from iemf_neuro.errors import UserError
 
+from .graph_cycles import strongly_connected
+
 MAX_ELEMENTS = 2**28  # default cap on the summed declared elements of every dataset (2 GiB as float64)
 MAX_ELEMENTS_ENV = "IEMF_NEURO_MAX_NIR_ELEMENTS"  # environment override of the cap
 MAX_NODES = 100_000  # node groups per file
@@ -386,46 +388,12 @@ def _check_sizes(graph: nir.NIRGraph, edges: list[tuple[str, str]], where: str) 
 
 def _check_cycles(graph: nir.NIRGraph, edges: list[tuple[str, str]], where: str) -> None:
     """Every cycle must pass through a neuron node (its state carries step t-1), so with the edges that leave
-    neuron nodes removed the graph must be acyclic: Tarjan's strongly connected components, iteratively."""
+    neuron nodes removed the graph must be acyclic."""
     succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
     for src, dst in edges:
         if not isinstance(graph.nodes[src], NEURON_TYPES):
             succ[src].append(dst)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    counter = 0
-    for root in graph.nodes:
-        if root in index:
-            continue
-        work = [(root, 0)]
-        while work:
-            node, i = work.pop()
-            if i == 0:
-                index[node] = low[node] = counter
-                counter += 1
-                stack.append(node)
-                on_stack.add(node)
-            if i < len(succ[node]):
-                work.append((node, i + 1))
-                nxt = succ[node][i]
-                if nxt not in index:
-                    work.append((nxt, 0))
-                elif nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-                continue
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1 or node in succ[node]:
-                    raise UserError(f"{where}: cycle through {sorted(component)} contains no neuron node, so a "
-                                    "step would depend on itself; route the loop through a LIF/CubaLIF node")
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
+    for component in strongly_connected(list(graph.nodes), succ):
+        if len(component) > 1 or component[0] in succ[component[0]]:
+            raise UserError(f"{where}: cycle through {sorted(component)} contains no neuron node, so a "
+                            "step would depend on itself; route the loop through a LIF/CubaLIF node")

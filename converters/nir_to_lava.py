@@ -34,7 +34,8 @@ import torch
 
 from iemf_neuro.errors import UserError
 
-from .nir_executor import _components, stateless_op
+from .graph_cycles import strongly_connected
+from .nir_executor import stateless_op
 from .nir_semantics import DiscreteNeuron, discretize, graph_dt, graph_reset, is_neuron
 
 SYNAPTIC_TYPES = (nir.Affine, nir.Linear, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Flatten, nir.Scale)
@@ -243,7 +244,7 @@ def _latencies(units: dict[str, Unit], projections: list[Projection]) -> None:
     succ = {n: [] for n in names}
     for p in projections:
         succ[p.src].append(p.dst)
-    comps = _components(names, succ)
+    comps = strongly_connected(names, succ)
     comp_of = {n: i for i, comp in enumerate(comps) for n in comp}
     for comp in comps:  # topological order
         members = set(comp)

@@ -219,10 +219,11 @@ def test_killed_simulation_leaves_no_children_and_no_output(tmp_path, sig):
                              "--inputs", str(tmp_path / "x.npz"), "--steps", "10", "--out", str(tmp_path / "o.npz"),
                              "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     children: set[int] = set()
-    deadline = time.monotonic() + 60
-    while len(children) < 5 and time.monotonic() < deadline:  # wait until Lava has forked its processes
+    deadline = time.monotonic() + 180
+    while len(children) < 5 and time.monotonic() < deadline and proc.poll() is None:  # wait for Lava's forks
         children |= _descendants(proc.pid)
         time.sleep(0.2)
+    assert proc.poll() is None, f"the simulation exited early: {proc.communicate()[1].decode()[-2000:]}"
     assert len(children) >= 5, "the simulation never started its Lava processes"
     time.sleep(1.0)
     children |= _descendants(proc.pid)
