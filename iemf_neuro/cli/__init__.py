@@ -7,7 +7,9 @@ Every subcommand lives in its own module here with ``register(subparsers)``; the
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import traceback
 
 from iemf_neuro.errors import UserError
@@ -28,9 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame) -> None:
+    """SIGTERM ends a command like Ctrl-C: atomic writes drop their temporaries, Lava runs are stopped."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
