@@ -1,7 +1,26 @@
-"""Strongly connected components of a NIR graph's edges: how the executor, the Lava planner and the loader
-find recurrent loops (a loop is legal only through a neuron node, whose state carries step t-1)."""
+"""A NIR graph's edge structure: fan-in/fan-out lists and strongly connected components, shared by the
+executor, the Lava planner and the loader (a loop is legal only through a neuron node, whose state carries
+step t-1)."""
 
 from __future__ import annotations
+
+import nir
+
+from iemf_neuro.errors import UserError
+
+
+def adjacency(graph: nir.NIRGraph) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(predecessors, successors) per node, in edge order; an edge naming a missing node is a UserError."""
+    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst in graph.edges:
+        for end in (src, dst):
+            if end not in graph.nodes:
+                raise UserError(f"edge ({src!r}, {dst!r}) names a node {end!r} that the graph does not have; "
+                                "fix the graph's edges")
+        preds[dst].append(src)
+        succ[src].append(dst)
+    return preds, succ
 
 
 def strongly_connected(names: list[str], succ: dict[str, list[str]]) -> list[list[str]]:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from iemf_neuro.errors import UserError
 
-from .graph_cycles import strongly_connected
+from .graph_cycles import adjacency, strongly_connected
 from .nir_semantics import DiscreteNeuron, discretize, graph_dt, graph_reset, is_neuron
 
 Tensor = torch.Tensor
@@ -173,15 +173,7 @@ class _Plan:
     def __init__(self, graph: nir.NIRGraph):
         self.graph = graph
         names = list(graph.nodes)
-        self.preds: dict[str, list[str]] = {n: [] for n in names}
-        succ: dict[str, list[str]] = {n: [] for n in names}
-        for src, dst in graph.edges:
-            for end in (src, dst):
-                if end not in graph.nodes:
-                    raise UserError(f"edge ({src!r}, {dst!r}) names a node {end!r} that the graph does not have; "
-                                    "fix the graph's edges")
-            self.preds[dst].append(src)
-            succ[src].append(dst)
+        self.preds, succ = adjacency(graph)
         for n, node in graph.nodes.items():
             if isinstance(node, nir.NIRGraph):
                 raise UserError(f"node {n!r} is a nested NIRGraph; flatten sub-graphs before running the graph")

@@ -34,7 +34,7 @@ import torch
 
 from iemf_neuro.errors import UserError
 
-from .graph_cycles import strongly_connected
+from .graph_cycles import adjacency, strongly_connected
 from .nir_executor import stateless_op
 from .nir_semantics import DiscreteNeuron, discretize, graph_dt, graph_reset, is_neuron
 
@@ -142,13 +142,7 @@ class _Graph:
 
     def __init__(self, graph: nir.NIRGraph, dt: float):
         self.graph = graph
-        self.preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-        for src, dst in graph.edges:
-            for end in (src, dst):
-                if end not in graph.nodes:
-                    raise UserError(f"edge ({src!r}, {dst!r}) names a node {end!r} that the graph does not have; "
-                                    "fix the graph's edges")
-            self.preds[dst].append(src)
+        self.preds = adjacency(graph)[0]
         for name, node in graph.nodes.items():
             _check_node(name, node)
         self.neurons = {n: discretize(node, dt, n) for n, node in graph.nodes.items() if is_neuron(node)}

@@ -100,21 +100,13 @@ def train_stage(args: argparse.Namespace, config) -> None:
 
 
 def energy_stage(run_dir: Path, targets: list[str]) -> None:
-    from converters.nir_io import read_graph
-    from hardware_targets.counting import count_graph
-    from hardware_targets.energy import estimate
-    from hardware_targets.mapping import map_graph
     from hardware_targets.report import write_reports
     from hardware_targets.targets import load_target
-    from iemf_neuro.cli.energy import load_npz
+    from iemf_neuro.cli.energy import counts_for, reports_for
     from iemf_neuro.provenance import provenance
 
-    graph = read_graph(run_dir / "model.nir")
-    inputs, spikes = load_npz(run_dir / "sim_float.npz", graph, None)
-    counts = count_graph(graph, inputs, spikes, source="Lava float simulation (sim_float.npz)")
-    loaded = [load_target(t) for t in targets]
-    mappings = {t.name: map_graph(graph, t) for t in loaded}
-    reports = {t.name: estimate(counts, mappings[t.name], t) for t in loaded}
+    graph, counts, spikes = counts_for(run_dir, run_dir / "sim_float.npz", None)
+    reports, mappings = reports_for(graph, counts, [load_target(t) for t in targets])
     write_reports(run_dir, reports, counts, mappings, spikes=spikes, run_dir=run_dir,
                   provenance=provenance({"run_dir": str(run_dir), "targets": targets}))
 
