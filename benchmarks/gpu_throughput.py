@@ -6,8 +6,12 @@ T steps, zero-reset LIF). The SNN cannot beat T ANN passes, so the figure of mer
 
     ratio = ours_samples_per_s / (ann_samples_per_s / T)        (floor 0.8)
 
-Usage (GPU):  python benchmarks/gpu_throughput.py --anchor bench/anchor_resnet_pair.py
-CPU smoke:    python benchmarks/gpu_throughput.py --device cpu --small --batch 2 --time-steps 2 --steps 1 --anchor none
+Several builds of ours (``--variants``: eager or compiled neuron kernels, channels_last, bf16) are timed
+against the same ANN measurement, each after its own warm-up (which absorbs torch.compile's compilation).
+
+Usage (GPU):  python benchmarks/gpu_throughput.py --anchor bench/anchor_resnet_pair.py --variants eager,compiled
+CPU:          python benchmarks/gpu_throughput.py --device cpu --batch 8 --steps 5 (the anchor's own step on the
+              CPU: a CPU ratio, not the GPU floor; add --small for a smoke test)
 """
 
 from __future__ import annotations
@@ -49,9 +53,44 @@ def load_anchor(path: Path, batch: int):
     return module
 
 
-def measure_ours(args: argparse.Namespace, device: torch.device) -> dict:
-    overrides = [f"method={args.method}", "deterministic=false", f"channels_last={str(args.channels_last).lower()}",
-                 f"bf16={str(args.bf16).lower()}", f"model.time_steps={args.time_steps}"]
+class _NoCuda:
+    """torch.cuda's timing and memory calls as the anchor makes them, for a CPU run: nothing to wait for,
+    no peak memory to read (reported as 0)."""
+
+    synchronize = reset_peak_memory_stats = staticmethod(lambda *args: None)
+    max_memory_allocated = staticmethod(lambda *args: 0)
+
+
+class _TorchOnCpu:
+    def __getattr__(self, name: str):
+        return _NoCuda if name == "cuda" else getattr(torch, name)
+
+
+def run_anchor_on(anchor, device: torch.device) -> None:
+    """Point the anchor's own bench() at ``device``; on the CPU its CUDA calls become no-ops, so the
+    ANN-over-T comparison can be made (as a CPU figure) where no GPU is lent."""
+    anchor.dev = str(device)
+    if device.type == "cpu":
+        anchor.torch = _TorchOnCpu()
+
+
+VARIANT_OPTIONS = ("eager", "compiled", "channels_last", "bf16")
+
+
+def parse_variant(spec: str) -> dict:
+    """'compiled+channels_last' -> our step's options; the neuron kernel defaults to eager."""
+    parts = spec.split("+")
+    unknown = sorted(set(parts) - set(VARIANT_OPTIONS))
+    if unknown or ("eager" in parts and "compiled" in parts):
+        raise SystemExit(f"error: bad variant {spec!r}; join options from {', '.join(VARIANT_OPTIONS)} with '+'")
+    return {"neuron_kernel": "compiled" if "compiled" in parts else "eager",
+            "channels_last": "channels_last" in parts, "bf16": "bf16" in parts}
+
+
+def measure_ours(args: argparse.Namespace, device: torch.device, variant: str) -> dict:
+    options = parse_variant(variant)
+    overrides = [f"method={args.method}", "deterministic=false", f"model.time_steps={args.time_steps}"]
+    overrides += [f"{key}={str(value).lower()}" for key, value in options.items()]
     config = get_run_config("cremad-resnet18", overrides=overrides)
     if args.small:
         model = replace(config.model, audio=replace(config.model.audio, input_shape=SMALL_SHAPES["audio"]),
@@ -59,14 +98,14 @@ def measure_ours(args: argparse.Namespace, device: torch.device) -> dict:
         config = replace(config, model=model)
     configure_determinism(False, device)
     net = build_net(config, device)
-    model = torch.compile(net) if args.compile else net
     optimizer = make_optimizer(net, config)
     gen = torch.Generator(device=device).manual_seed(0)
-    ctx = StepContext(model, net, config, optimizer, gen, torch.Generator(device=device).manual_seed(1))
+    ctx = StepContext(net, net, config, optimizer, gen, torch.Generator(device=device).manual_seed(1))
     audio = torch.rand(args.batch, *config.model.audio.input_shape, device=device, generator=gen)
     image = torch.rand(args.batch, *config.model.visual.input_shape, device=device, generator=gen)
     labels = torch.randint(0, config.model.num_classes, (args.batch,), device=device, generator=gen)
     if device.type == "cuda":
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(args.warmup):
         train_step(ctx, audio, image, labels, epoch=0)
@@ -77,9 +116,8 @@ def measure_ours(args: argparse.Namespace, device: torch.device) -> dict:
     _sync(device)
     dt = time.perf_counter() - tic
     peak = round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
-    return {"samples_per_s": round(args.batch * args.steps / dt, 1), "peak_mem_gib": peak,
-            "loss": float(stats["loss"]), "method": args.method, "time_steps": args.time_steps,
-            "bf16": args.bf16, "channels_last": args.channels_last, "compile": args.compile,
+    return {"variant": variant, "samples_per_s": round(args.batch * args.steps / dt, 1), "peak_mem_gib": peak,
+            "loss": float(stats["loss"]), "method": args.method, "time_steps": args.time_steps, **options,
             "audio_shape": list(config.model.audio.input_shape), "visual_shape": list(config.model.visual.input_shape)}
 
 
@@ -92,36 +130,45 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed optimisation steps")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--method", default="iemf", help="training method of our step (default iemf)")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for ours")
-    parser.add_argument("--channels-last", action="store_true", help="channels_last convolutions for ours")
-    parser.add_argument("--compile", action="store_true", help="torch.compile our network")
+    parser.add_argument("--variants", default="eager",
+                        help="comma-separated builds of ours, each options joined by '+' from "
+                             f"{', '.join(VARIANT_OPTIONS)} (e.g. eager,compiled,compiled+channels_last)")
     parser.add_argument("--small", action="store_true", help="shrunken input shapes (CPU smoke test)")
     parser.add_argument("--naive-snn", action="store_true", help="also time the anchor's naive snnTorch SNN")
     args = parser.parse_args()
+    variants = args.variants.split(",")
+    for variant in variants:
+        parse_variant(variant)
     device = torch.device(args.device)
-    print(f"torch {torch.__version__}, device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
-          f"batch {args.batch}, T {args.time_steps}", flush=True)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"torch {torch.__version__}, device {name}, batch {args.batch}, T {args.time_steps}", flush=True)
 
     result: dict = {}
     if args.anchor != "none":
         anchor = load_anchor(Path(args.anchor), args.batch)
         anchor.STEPS, anchor.T = args.steps, args.time_steps
+        run_anchor_on(anchor, device)
         result["ann"] = anchor.bench(False, False)
         print("ann", json.dumps(result["ann"]), flush=True)
+        if any(parse_variant(v)["bf16"] for v in variants):
+            result["ann_bf16"] = anchor.bench(False, True)
+            print("ann_bf16", json.dumps(result["ann_bf16"]), flush=True)
         if args.naive_snn:
             result["naive_snn"] = anchor.bench(True, False)
             print("naive_snn", json.dumps(result["naive_snn"]), flush=True)
-    result["ours"] = measure_ours(args, device)
-    print("ours", json.dumps(result["ours"]), flush=True)
-    if "ann" in result:
-        ann_over_t = result["ann"]["samples_per_s"] / args.time_steps
-        ratio = result["ours"]["samples_per_s"] / ann_over_t
-        result["summary"] = {"ours_samples_per_s": result["ours"]["samples_per_s"],
-                             "ann_samples_per_s": result["ann"]["samples_per_s"], "ann_over_T": round(ann_over_t, 1),
-                             "ratio_to_ann_over_T": round(ratio, 3), "floor": 0.8, "meets_floor": ratio >= 0.8,
-                             "ours_peak_mem_gib": result["ours"]["peak_mem_gib"],
-                             "ann_peak_mem_gib": result["ann"]["peak_mem_gib"]}
-        print("summary", json.dumps(result["summary"]), flush=True)
+    for variant in variants:
+        ours = measure_ours(args, device, variant)
+        print("ours", json.dumps(ours), flush=True)
+        if "ann" in result:
+            ann = result["ann_bf16" if ours["bf16"] else "ann"]  # same precision on both sides
+            ann_over_t = ann["samples_per_s"] / args.time_steps
+            ratio = ours["samples_per_s"] / ann_over_t
+            summary = {"variant": variant, "ours_samples_per_s": ours["samples_per_s"],
+                       "ann_samples_per_s": ann["samples_per_s"], "ann_over_T": round(ann_over_t, 1),
+                       "ratio_to_ann_over_T": round(ratio, 3), "floor": 0.8, "device": device.type,
+                       "meets_floor": ratio >= 0.8 if device.type == "cuda" and not args.small else None,
+                       "ours_peak_mem_gib": ours["peak_mem_gib"], "ann_peak_mem_gib": ann["peak_mem_gib"]}
+            print("summary", json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import shutil
 import signal
 import sys
@@ -22,8 +23,9 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import nir
 import numpy as np
@@ -151,20 +153,36 @@ def check_inputs(plan: LavaPlan, inputs: dict[str, Any]) -> tuple[dict[str, np.n
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt for the duration, so cleanup runs (main thread only)."""
+def _deferred_interrupts() -> Iterator[Callable[[], None]]:
+    """Ctrl-C / SIGTERM while Lava runs, raised only where it is safe: yields ``check``, which raises
+    KeyboardInterrupt once a signal has arrived; a second signal raises at once.
+
+    Raised wherever the signal lands, the interrupt can hit Lava's launch inside a fork hook, where Python
+    prints "Exception ignored" and the run carries on, or between a fork and multiprocessing's record of the
+    child, which then escapes reaping. The handler only takes note; the progress loop calls ``check``.
+    """
+    received: list[int] = []
+
+    def check() -> None:
+        if received:
+            raise KeyboardInterrupt(f"signal {received[0]}")
+
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield check
         return
 
     def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+        received.append(signum)
+        if len(received) > 1:
+            check()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield check
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    check()
 
 
 def _stop_runtime(proc: Any) -> None:
@@ -178,8 +196,22 @@ def _stop_runtime(proc: Any) -> None:
     worker.join(STOP_GRACE_S)
 
 
+def _child_pids() -> set[int]:
+    """This process's direct children (zombies included), read from /proc; empty without /proc."""
+    me, found = os.getpid(), set()
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                if int(stat[stat.rindex(")") + 2:].split()[1]) == me:
+                    found.add(int(entry.name))
+    return found
+
+
 def _reap(before: set[int]) -> None:
-    """Join, then terminate, then kill every multiprocessing child started since ``before``."""
+    """Join, then terminate, then kill every child started since ``before`` (pids of ``_child_pids``):
+    multiprocessing's children first, then any child it has no record of."""
     children = [c for c in multiprocessing.active_children() if c.pid not in before]
     deadline = time.monotonic() + 2.0
     for child in children:
@@ -191,6 +223,26 @@ def _reap(before: set[int]) -> None:
         if child.is_alive():
             child.kill()
             multiprocessing.Process.join(child, 1.0)
+    for pid in _child_pids() - before:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            if _waited(pid, 1.0):
+                break
+
+
+def _waited(pid: int, timeout_s: float) -> bool:
+    """waitpid ``pid`` for up to ``timeout_s``; True once it is gone."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
 
 
 def _allow_lava_fork() -> None:
@@ -201,8 +253,10 @@ def _allow_lava_fork() -> None:
 
 
 def _run(plan: LavaPlan, data: dict[str, np.ndarray], n: int, steps: int, precision: str,
-         quant: QuantizedPlan | None, workdir: Path, timeout_s: float | None, progress: bool) -> int:
-    """Build, compile and run; returns the number of Lava steps. Recordings land in ``workdir``."""
+         quant: QuantizedPlan | None, workdir: Path, timeout_s: float | None, progress: bool,
+         interrupted: Callable[[], None]) -> int:
+    """Build, compile and run; returns the number of Lava steps. Recordings land in ``workdir``.
+    ``interrupted`` raises KeyboardInterrupt once Ctrl-C or SIGTERM has arrived (see _deferred_interrupts)."""
     _allow_lava_fork()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -236,6 +290,7 @@ def _run(plan: LavaPlan, data: dict[str, np.ndarray], n: int, steps: int, precis
         anchor.run(condition=RunSteps(num_steps=total, blocking=False), run_cfg=cfg)
         with tqdm(total=total, desc=f"lava {precision}", unit="step", disable=not progress, leave=False) as bar:
             while int(counter[0]) < total:
+                interrupted()
                 if deadline is not None and time.monotonic() > deadline:
                     raise UserError(f"Lava simulation exceeded timeout_s={timeout_s:g} after {int(counter[0])} of "
                                     f"{total} steps; raise the timeout or simulate fewer samples")
@@ -262,7 +317,8 @@ def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision
     data, n, steps = check_inputs(plan, inputs)
     quant = quantize_plan(plan, data) if precision == "fixed" else None
     workdir = Path(tempfile.mkdtemp(prefix="iemf-lava-"))
-    before = {c.pid for c in multiprocessing.active_children()}
+    resource_tracker.ensure_running()  # Lava's shared memory needs it: a child that must outlive the run
+    before = _child_pids()
     try:
         for name, x in data.items():
             flat = x.reshape(n, steps, -1)
@@ -272,9 +328,9 @@ def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision
             np.lib.format.open_memmap(workdir / f"rec_{name}.npy", mode="w+", dtype=dtype,
                                       shape=(n, steps, unit.size)).flush()
         np.save(workdir / "progress.npy", np.zeros(1, dtype=np.int64))
-        with _sigterm_as_interrupt():
+        with _deferred_interrupts() as interrupted:
             try:
-                total = _run(plan, data, n, steps, precision, quant, workdir, timeout_s, progress)
+                total = _run(plan, data, n, steps, precision, quant, workdir, timeout_s, progress, interrupted)
             finally:
                 _reap(before)
         spikes, voltages = {}, {}

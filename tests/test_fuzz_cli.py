@@ -128,6 +128,20 @@ def test_simulate_refuses_malformed_inputs(workdir, guards):
     assert sum(seen.values()) >= 200 and len(seen) == 11, seen
 
 
+def test_inputs_larger_than_memory_are_refused_from_the_header(workdir, guards):
+    """An npz whose header declares more data than the machine holds is refused before any data is read."""
+    from iemf_neuro.cli.simulate import physical_memory
+
+    path = workdir / "huge.npz"
+    n = physical_memory() // (STEPS * 6 * 8) + 1
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("audio.npy", _npy_member((n, STEPS, 6), "<f8"))
+    code, err = run_cli(simulate_argv(workdir / "valid.nir", path, workdir / "out.npz"))
+    assert_one_line_error(code, err)
+    assert "GiB of inputs, more than this machine's" in err, err
+    assert path.stat().st_size < 1024
+
+
 def test_simulate_good_inputs_reach_lava(workdir, guards):
     path = workdir / "good.npz"
     _write_npz(path, small_inputs())
@@ -158,6 +172,7 @@ TRAIN_KEYS = {  # key -> values that are wrong for it (type or range)
     "dataset": ["mnist", "1", "null"],
     "method": ["sgd", "2", "null"],
     "optimizer": ["rmsprop", "null"],
+    "neuron_kernel": ["triton", "1", "null"],
     "corruption": ["5", "x", "[1]"],
     "model.time_steps": ["0", "-1", "abc", "2.5"],
     "model.fusion_dim": ["0", "abc"],
@@ -322,3 +337,4 @@ def test_energy_good_target_file_gets_past_the_target(workdir, guards):
     path.write_text(to_toml(tomli.loads((TARGETS_DIR / "loihi2.toml").read_text())))
     code, stderr = run_cli(["energy", str(run_dir), "--target-file", str(path)])
     assert code == 2 and "model.nir" in stderr and str(path) not in stderr
+

@@ -94,6 +94,20 @@ def test_float_matches_executor_spike_for_spike(make):
     assert run.steps == 4 * 9 + run.latency
 
 
+def test_reaping_spares_the_resource_tracker():
+    """Reaping stops the run's children but not multiprocessing's resource tracker, which Lava's shared
+    memory starts and which must outlive the run: a second run would otherwise warn that it died."""
+    code = ("import numpy as np\nfrom test_lava_sim import recurrent_cuba\n"
+            "from hardware_targets.lava_sim import simulate_graph\n"
+            "graph = recurrent_cuba(np.random.default_rng(1))\n"
+            "inputs = {'in': np.random.default_rng(2).uniform(0, 1.5, (2, 5, 4))}\n"
+            "for _ in range(2):\n    simulate_graph(graph, inputs, progress=False)\nprint('done')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-2000:]
+    assert "resource_tracker" not in proc.stderr, proc.stderr[-2000:]
+
+
 def test_latencies_delay_the_shallow_branch():
     plan = plan_graph(unequal_merge(np.random.default_rng(0)))
     assert plan.units["a2"].latency == 2 and plan.units["v1"].latency == 1 and plan.units["m"].latency == 3

@@ -194,9 +194,9 @@ def test_reap_stops_lava_system_processes():
 
     from lava.magma.runtime.message_infrastructure.multiprocessing import SystemProcess
 
-    from hardware_targets.lava_sim import _reap
+    from hardware_targets.lava_sim import _child_pids, _reap
 
-    before = {c.pid for c in multiprocessing.active_children()}
+    before = _child_pids()
     child = SystemProcess(target=time.sleep, args=(60,), daemon=False)
     child.start()
     try:
@@ -208,3 +208,50 @@ def test_reap_stops_lava_system_processes():
         if proc_stat(child.pid) is not None:
             os.kill(child.pid, signal.SIGKILL)
         multiprocessing.Process.join(child, 5.0)
+
+
+def test_reap_stops_children_multiprocessing_has_no_record_of():
+    """A child forked where an interrupt cut multiprocessing's bookkeeping short is found in /proc."""
+    from hardware_targets.lava_sim import _child_pids, _reap
+
+    before = _child_pids()
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        assert child.pid in _child_pids() - before
+        start = time.monotonic()
+        _reap(before)
+        assert time.monotonic() - start < 3.0
+        assert proc_stat(child.pid) is None  # stopped and waited for: not even a zombie
+    finally:
+        if proc_stat(child.pid) is not None:
+            child.kill()
+
+
+def test_interrupts_during_lava_are_deferred_to_a_safe_point():
+    """The first Ctrl-C/SIGTERM only takes note (raised by check() or when the block ends); a second one
+    raises at once; the previous handlers are back afterwards."""
+    from hardware_targets.lava_sim import _deferred_interrupts
+
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with _deferred_interrupts() as check:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler has run by now, and raised nothing
+            reached = True
+    assert reached
+    with pytest.raises(KeyboardInterrupt):
+        with _deferred_interrupts() as check:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            check()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with _deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # cut short: the second signal raises at once
+    assert time.monotonic() - start < 2.0
+    with _deferred_interrupts() as check:
+        check()  # no signal, nothing raised
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers

@@ -103,3 +103,28 @@ def test_cli_npz_without_inputs_is_a_user_error(tmp_path, capsys):
     np.savez(run / "sim_float.npz", **spikes)
     assert main(["energy", str(run)]) == 2
     assert "lacks the input trains" in capsys.readouterr().err
+
+
+def test_energy_without_a_simulation_encodes_with_the_runs_seed(tmp_path):
+    """Counting falls back to the reference executor; rate-encoded inputs use the run's seed, the default
+    of `iemf-neuro simulate RUN_DIR`, so both count the same input spikes."""
+    import torch
+
+    from converters.model_to_nir import export_model
+    from iemf_neuro.cli.energy import executor_run
+    from iemf_neuro.data import load_split
+    from iemf_neuro.models import build_model, encode_inputs, get_model_config
+    from iemf_neuro.training import RunConfig
+    from iemf_neuro.training.checkpoint import checkpoint_paths, save_checkpoint
+    from iemf_neuro.training.config import TrainConfig
+
+    cfg = get_model_config("avdigits-mlp", encoding="rate")
+    model = build_model(cfg)
+    run = tmp_path / "run"
+    save_checkpoint(checkpoint_paths(run)["best"], model, RunConfig(cfg.name, cfg, TrainConfig(seed=5)), epoch=0)
+    (run / "config.json").write_text(json.dumps({"provenance": {}}))
+    inputs, _ = executor_run(run, export_model(model, cfg), samples=3)
+    split = load_split("test")
+    for seed, same in ((5, True), (0, False)):
+        audio, _ = encode_inputs(cfg, split.audio[:3], split.image[:3], torch.Generator().manual_seed(seed))
+        assert np.array_equal(inputs["audio"], audio.transpose(0, 1).numpy()) == same

@@ -1,5 +1,6 @@
-"""CPU smoke test of benchmarks/gpu_throughput.py: our real training step on shrunken CREMA-D shapes, and the
-anchor imported by path (a stand-in with the anchor's interface, since the real one needs CUDA)."""
+"""CPU smoke tests of the GPU benchmarks. gpu_throughput.py: our real training step on shrunken CREMA-D shapes
+in two builds, and the anchor imported by path (a stand-in with the anchor's interface). neuron_kernel.py:
+the neuron-loop builds on a tiny activation."""
 
 import json
 import subprocess
@@ -21,12 +22,40 @@ def test_gpu_throughput_script_runs_on_cpu(tmp_path):
     anchor = tmp_path / "anchor.py"
     anchor.write_text(FAKE_ANCHOR)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_throughput.py"), "--device", "cpu", "--small",
-           "--batch", "2", "--time-steps", "2", "--steps", "1", "--warmup", "0", "--anchor", str(anchor)]
+           "--batch", "2", "--time-steps", "2", "--steps", "1", "--warmup", "0", "--anchor", str(anchor),
+           "--variants", "eager,compiled+channels_last"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in proc.stdout.splitlines() if " {" in line}
-    ann, ours, summary = (json.loads(lines[k]) for k in ("ann", "ours", "summary"))
+    rows: dict[str, list[dict]] = {}
+    for line in proc.stdout.splitlines():
+        if " {" in line:
+            key, payload = line.split(" ", 1)
+            rows.setdefault(key, []).append(json.loads(payload))
+    (ann,), (eager, compiled), summaries = rows["ann"], rows["ours"], rows["summary"]
     assert ann["samples_per_s"] == 2000.0 and ann["T"] == 2  # batch and T reached the anchor
-    assert ours["samples_per_s"] > 0 and ours["time_steps"] == 2 and ours["loss"] == ours["loss"]
-    assert ours["audio_shape"] == [1, 33, 24]
-    assert abs(summary["ratio_to_ann_over_T"] - ours["samples_per_s"] / (2000.0 / 2)) < 1e-3
+    assert eager["neuron_kernel"] == "eager" and not eager["channels_last"]
+    assert compiled["neuron_kernel"] == "compiled" and compiled["channels_last"]
+    for ours, summary in zip((eager, compiled), summaries):
+        assert ours["samples_per_s"] > 0 and ours["time_steps"] == 2 and ours["audio_shape"] == [1, 33, 24]
+        assert summary["variant"] == ours["variant"]
+        assert abs(summary["ratio_to_ann_over_T"] - ours["samples_per_s"] / (2000.0 / 2)) < 1e-3
+    # the first step's loss is computed before any update: both builds run the same network
+    assert eager["loss"] == eager["loss"] and abs(compiled["loss"] - eager["loss"]) < 1e-4
+
+
+def test_gpu_throughput_script_refuses_unknown_variants():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_throughput.py"), "--device", "cpu", "--anchor", "none",
+           "--variants", "eager,triton"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode != 0 and "bad variant 'triton'" in proc.stderr
+
+
+def test_neuron_kernel_benchmark_runs_on_cpu():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "neuron_kernel.py"), "--batch", "2", "--shape", "4", "3", "3",
+           "--repeats", "1", "--builds", "relu,snntorch,eager", "--kind", "cuba"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["build"]: r for r in (json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{"))}
+    assert set(rows) == {"relu", "snntorch", "eager"}
+    assert rows["relu"]["times_relu"] == 1.0 and rows["snntorch"]["speedup_vs_snntorch"] == 1.0
+    assert all(r["ms"] > 0 for r in rows.values())

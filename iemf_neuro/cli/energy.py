@@ -64,7 +64,8 @@ def load_npz(path: Path, graph, samples: int | None) -> tuple[dict, dict]:
 
 
 def executor_run(run_dir: Path, graph, samples: int | None) -> tuple[dict, dict]:
-    """Inputs and spikes of the reference executor on the AV-Digits test split."""
+    """Inputs and spikes of the reference executor on the AV-Digits test split, encoded with the run's seed
+    (what `iemf-neuro simulate RUN_DIR` uses by default, so rate-encoded counts agree with it)."""
     import torch
 
     from converters.nir_executor import run_graph
@@ -75,7 +76,7 @@ def executor_run(run_dir: Path, graph, samples: int | None) -> tuple[dict, dict]
     loaded = load_run(run_dir)
     split = load_split("test")
     n = len(split) if samples is None else min(samples, len(split))
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(loaded.train_config.seed)
     audio, visual = encode_inputs(loaded.model_config, split.audio[:n], split.image[:n], generator)
     inputs = {"audio": audio.transpose(0, 1).numpy(), "visual": visual.transpose(0, 1).numpy()}
     result = run_graph(graph, inputs)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -48,19 +51,45 @@ def run(args: argparse.Namespace) -> int:
     raise UserError(f"{args.target} is neither a run directory nor a .nir file; pass one of them")
 
 
+def npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each member's (shape, dtype) from its .npy header, without reading its data."""
+    headers = {}
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            with archive.open(member) as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+            headers[member.removesuffix(".npy")] = (shape, dtype)
+    return headers
+
+
+def physical_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def read_inputs(path: Path, steps: int) -> dict[str, np.ndarray]:
+    """Headers first: wrong shapes and arrays larger than memory are refused before anything is read."""
     if not path.is_file():
         raise UserError(f"{path} does not exist; pass --inputs X.npz with one array per Input node")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
+        headers = npz_headers(path)
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"{path} is not a readable .npz ({type(exc).__name__}); write it with numpy.savez") from exc
-    for name, x in data.items():
-        if x.ndim < 2 or x.shape[1] != steps:
-            raise UserError(f"input {name!r} in {path} has shape {x.shape}, but --steps is {steps}; arrays must "
+    for name, (shape, _) in headers.items():
+        if len(shape) < 2 or shape[1] != steps:
+            raise UserError(f"input {name!r} in {path} has shape {shape}, but --steps is {steps}; arrays must "
                             "be [N, T, *shape] with T = --steps")
-    return data
+    need = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values())
+    if need > physical_memory():
+        raise UserError(f"{path} declares {need / 2**30:.1f} GiB of inputs, more than this machine's "
+                        f"{physical_memory() / 2**30:.1f} GiB of memory; simulate fewer samples per file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"{path} is not a readable .npz ({type(exc).__name__}); write it with numpy.savez") from exc
 
 
 def simulate_file(args: argparse.Namespace) -> int:

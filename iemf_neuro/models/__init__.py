@@ -3,9 +3,11 @@
 from .build import build_model
 from .config import MODEL_CONFIGS, BranchConfig, ModelConfig, get_model_config, model_config_from_dict
 from .encoding import encode, encode_inputs
+from .fused import KERNELS as NEURON_KERNELS
+from .fused import neuron_kernels
 from .network import DEPLOYABLE_FUSIONS, FUSIONS, IEMFNet, NetOutput
 from .neurons import NeuronConfig
 
 __all__ = ["build_model", "MODEL_CONFIGS", "BranchConfig", "ModelConfig", "get_model_config",
            "model_config_from_dict", "encode", "encode_inputs", "DEPLOYABLE_FUSIONS", "FUSIONS", "IEMFNet",
-           "NetOutput", "NeuronConfig"]
+           "NetOutput", "NeuronConfig", "NEURON_KERNELS", "neuron_kernels"]

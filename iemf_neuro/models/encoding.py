@@ -1,6 +1,6 @@
 """Input encoding: turn one static sample into the ``[T, B, ...]`` train that the network, NIR and Lava see.
 
-direct: x[t] = x for every t (an analog input current; Loihi 2 graded spikes)
+direct: x[t] = x for every t (an analog input current; Loihi 2 graded spikes), a stride-0 view over T
 rate:   x[t] ~ Bernoulli(clamp(x, 0, 1)), drawn from the caller's generator (deterministic per seed)
 """
 
@@ -12,11 +12,11 @@ from .config import ModelConfig
 
 
 def encode(x: torch.Tensor, time_steps: int, kind: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    train = x.unsqueeze(0).expand(time_steps, *x.shape).contiguous()
+    train = x.unsqueeze(0).expand(time_steps, *x.shape)
     if kind == "direct":
         return train
     if kind == "rate":
-        return torch.bernoulli(train.clamp(0, 1), generator=generator)
+        return torch.bernoulli(train.clamp(0, 1).contiguous(), generator=generator)
     raise ValueError(f"unknown encoding {kind!r}")
 
 

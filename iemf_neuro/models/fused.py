@@ -14,52 +14,122 @@ sigma'(x) = (a/2) / (1 + (pi/2 * a * x)^2), a = 2, and the reset's path through 
     dL/dv[t-1] = beta * dL/dm[t];   dL/du[t] = dL/dm[t] + alpha * dL/du[t+1];   dL/dI[t] = dL/du[t]
 
 Autograd through snnTorch's per-step modules keeps about a dozen tensors per step and launches as many
-kernels; this keeps one (m) and a handful, which is what makes the spiking ResNet-18 train near T ANN passes.
+kernels; this node keeps one (m) per step. Its two loops are plain functions, so ``torch.compile`` can
+turn each into one kernel per layer (``neuron_kernels("compiled")``): the loop then reads and writes every
+activation a few times instead of a few dozen, which is what the GPU time of a spiking ResNet is spent on.
+Compiled code may contract ``beta * v + u`` into one fused multiply-add, so its membranes can differ from
+snnTorch's in the last bit; the reference check against NIR and Lava always runs snnTorch's own modules.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import math
+from typing import Callable, Iterator
 
 import torch
 
 SLOPE = 2.0  # snnTorch's default atan surrogate slope
+KERNELS = ("eager", "compiled")
+
+_KERNEL = contextvars.ContextVar("neuron_kernel", default="eager")
+
+
+@contextlib.contextmanager
+def neuron_kernels(kind: str) -> Iterator[None]:
+    """Within this block, fused neuron nodes run their loops eagerly or as compiled kernels."""
+    if kind not in KERNELS:
+        raise ValueError(f"unknown neuron kernel {kind!r}; choose one of {', '.join(KERNELS)}")
+    token = _KERNEL.set(kind)
+    try:
+        yield
+    finally:
+        _KERNEL.reset(token)
 
 
 def surrogate_grad(x: torch.Tensor) -> torch.Tensor:
     return (SLOPE / 2) / (1 + (math.pi / 2 * SLOPE * x) ** 2)
 
 
+def lif_forward(current, alpha, beta, threshold):
+    """current [T, ...] -> (spikes, membranes before reset), both [T, ...]; alpha None for Leaky.
+
+    Results are stacked rather than written into preallocated buffers: compiled, the stack becomes the
+    one kernel's output slices (preallocation would compile to slower scatters)."""
+    u = v = torch.zeros_like(current[0])
+    spikes, mems = [], []
+    for t in range(current.shape[0]):
+        u = current[t] if alpha is None else alpha * u + current[t]
+        m = beta * v + u
+        s = (m > threshold).to(current.dtype)
+        v = m - s * m
+        spikes.append(s)
+        mems.append(m)
+    return torch.stack(spikes), torch.stack(mems)
+
+
+def lif_backward(grad_spikes, mems, spikes, alpha, beta, threshold):
+    """dL/ds [T, ...] -> dL/dI [T, ...], walking the forward loop backwards."""
+    grad_v = grad_u = torch.zeros_like(mems[0])
+    grads = []
+    for t in reversed(range(grad_spikes.shape[0])):
+        m, s = mems[t], spikes[t]
+        sg = surrogate_grad(m - threshold)
+        grad_m = grad_spikes[t] * sg + grad_v * ((1 - s) - m * sg)
+        grad_u = grad_m if alpha is None else grad_m + alpha * grad_u
+        grad_v = beta * grad_m
+        grads.append(grad_u)
+    return torch.stack(grads[::-1])
+
+
+@functools.cache
+def _compiled(loop: Callable) -> Callable:
+    """One compilation per loop, with symbolic sizes: every layer's [T, B, neurons] reuses the same kernel."""
+    return torch.compile(loop, dynamic=True)
+
+
+def _loops(kind: str) -> tuple[Callable, Callable]:
+    if kind == "compiled":
+        return _compiled(lif_forward), _compiled(lif_backward)
+    return lif_forward, lif_backward
+
+
+def memory_order(x: torch.Tensor) -> list[int]:
+    """x's dims as [T, B, *neuron dims outermost-to-innermost in memory]: flattening the neuron dims in
+    this order is a view for contiguous and channels_last tensors alike (no layout copies)."""
+    return [0, 1, *sorted(range(2, x.dim()), key=lambda d: -x.stride(d))]
+
+
 class ZeroResetLIF(torch.autograd.Function):
-    """current [T, B, ...] -> spikes [T, B, ...]; alpha is None for Leaky (no synaptic current state)."""
+    """current [T, B, *neurons] -> spikes of the same shape and layout; alpha is None for Leaky.
+
+    The loops see ``[T, B, neurons]`` with flat per-neuron parameters, so one compiled kernel serves every
+    layer. Spikes keep the current's dtype; membranes are computed and kept in the wider of the current's
+    and the parameters' dtypes (float32 under bf16 autocast).
+    """
 
     @staticmethod
     def forward(ctx, current, alpha, beta, threshold):
-        u = torch.zeros_like(current[0])
-        v = torch.zeros_like(current[0])
-        mems = torch.empty_like(current)
-        spikes = torch.empty_like(current)
-        for t in range(current.shape[0]):
-            u = current[t] if alpha is None else alpha * u + current[t]
-            m = beta * v + u
-            s = (m - threshold > 0).to(current.dtype)
-            mems[t], spikes[t] = m, s
-            v = m - s * m
-        ctx.save_for_backward(mems, spikes, beta, threshold, *(() if alpha is None else (alpha,)))
-        return spikes
+        forward_loop, ctx.backward_loop = _loops(_KERNEL.get())
+        order = memory_order(current)
+        x = current.permute(order)
+        dtype = torch.result_type(current, beta)
+        params = [None if p is None else p.to(dtype).permute([d - 2 for d in order[2:]]).reshape(-1)
+                  for p in (alpha, beta, threshold)]
+        spikes, mems = forward_loop(x.reshape(*x.shape[:2], -1), *params)
+        ctx.save_for_backward(mems, spikes, *params)
+        ctx.order, ctx.permuted_shape, ctx.dtype = order, x.shape, current.dtype
+        return spikes.reshape(x.shape).permute(_inverse(order))
 
     @staticmethod
     def backward(ctx, grad_spikes):
-        mems, spikes, beta, threshold, *alpha = ctx.saved_tensors
-        alpha = alpha[0] if alpha else None
-        grad_current = torch.empty_like(grad_spikes)
-        grad_v = torch.zeros_like(grad_spikes[0])
-        grad_u = torch.zeros_like(grad_spikes[0])
-        for t in reversed(range(grad_spikes.shape[0])):
-            m, s = mems[t], spikes[t]
-            sg = surrogate_grad(m - threshold)
-            grad_m = grad_spikes[t] * sg + grad_v * ((1 - s) - m * sg)
-            grad_u = grad_m if alpha is None else grad_m + alpha * grad_u
-            grad_current[t] = grad_u
-            grad_v = beta * grad_m
-        return grad_current, None, None, None
+        mems, spikes, alpha, beta, threshold = ctx.saved_tensors
+        grad_flat = grad_spikes.permute(ctx.order).reshape(mems.shape)
+        grad = ctx.backward_loop(grad_flat, mems, spikes, alpha, beta, threshold)
+        return grad.reshape(ctx.permuted_shape).permute(_inverse(ctx.order)).to(ctx.dtype), None, None, None
+
+
+def _inverse(order: list[int]) -> list[int]:
+    return sorted(range(len(order)), key=order.__getitem__)

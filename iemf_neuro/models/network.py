@@ -49,8 +49,17 @@ def run_neurons(neuron: nn.Module, current: torch.Tensor) -> torch.Tensor:
 
 
 def over_time(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a stateless module to every time step at once by folding T into the batch."""
+    """Apply a stateless module to every time step at once by folding T into the batch.
+
+    An input that is constant in time by construction (a direct-encoded current, ``expand``-ed over T with
+    stride 0) is passed through once and expanded again: the stem's convolution then costs one ANN pass,
+    forward and backward, instead of T. BatchNorm sees each sample once instead of T identical times,
+    which leaves its batch statistics unchanged.
+    """
     T, B = x.shape[:2]
+    if T > 1 and x.stride(0) == 0:
+        y = module(x[0])
+        return y.unsqueeze(0).expand(T, *y.shape)
     y = module(x.reshape(T * B, *x.shape[2:]))
     return y.reshape(T, B, *y.shape[1:])
 

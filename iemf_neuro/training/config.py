@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from iemf_neuro.errors import UserError
-from iemf_neuro.models import ModelConfig, get_model_config, model_config_from_dict
+from iemf_neuro.models import NEURON_KERNELS, ModelConfig, get_model_config, model_config_from_dict
 
 METHODS = ("plain", "aux-heads", "iemf", "ogm-ge", "ogm-ge+iemf")
 DATASETS = ("avdigits", "synthetic", "cremad", "kinetics-sounds")
@@ -47,12 +47,13 @@ class TrainConfig:
     deterministic: bool = True  # torch.use_deterministic_algorithms: resumed == uninterrupted
     channels_last: bool = False  # conv memory format (GPU speed)
     bf16: bool = False  # bfloat16 autocast (GPU speed; not deterministic across devices)
+    neuron_kernel: str = "eager"  # eager | compiled: neuron loops as torch.compile kernels (GPU speed)
     num_workers: int = 0  # DataLoader workers for datasets that load from disk
 
     def __post_init__(self) -> None:
         for f in fields(self):
             check_type(f.name, getattr(self, f.name), f.type)
-        choices = {"dataset": DATASETS, "method": METHODS, "optimizer": OPTIMIZERS}
+        choices = {"dataset": DATASETS, "method": METHODS, "optimizer": OPTIMIZERS, "neuron_kernel": NEURON_KERNELS}
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
                 raise UserError(f"unknown {key} {getattr(self, key)!r}; choose one of {', '.join(valid)}")

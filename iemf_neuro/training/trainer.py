@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from iemf_neuro.errors import UserError
-from iemf_neuro.models import IEMFNet, build_model, encode_inputs
+from iemf_neuro.models import IEMFNet, build_model, encode_inputs, neuron_kernels
 from iemf_neuro.provenance import provenance, write_json_atomic, write_text_atomic
 
 from .checkpoint import checkpoint_paths, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -130,7 +130,7 @@ def train_step(ctx: StepContext, audio: torch.Tensor, image: torch.Tensor, label
     """Forward, loss, backward, IEMF/OGM-GE modulation, optimizer step. Returns detached statistics."""
     t = ctx.config.train
     x_a, x_v = encode_inputs(ctx.config.model, audio, image, ctx.encode_gen)
-    with torch.autocast(x_a.device.type, dtype=torch.bfloat16, enabled=t.bf16):
+    with torch.autocast(x_a.device.type, dtype=torch.bfloat16, enabled=t.bf16), neuron_kernels(t.neuron_kernel):
         out = ctx.model(x_a, x_v)
         loss, fused_loss = compute_loss(out, labels, t.label_smoothing)
     ctx.optimizer.zero_grad(set_to_none=True)
