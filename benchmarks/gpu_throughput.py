@@ -137,8 +137,10 @@ def main() -> None:
     parser.add_argument("--naive-snn", action="store_true", help="also time the anchor's naive snnTorch SNN")
     args = parser.parse_args()
     variants = args.variants.split(",")
-    for variant in variants:
-        parse_variant(variant)
+    want_bf16 = any(parse_variant(v)["bf16"] for v in variants)  # also checks every variant up front
+    if args.device == "cpu" and args.anchor != "none" and want_bf16:
+        raise SystemExit("error: bf16 builds are compared with the anchor's CUDA bf16 ANN; on the CPU use fp32 "
+                         "builds or --anchor none")
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"torch {torch.__version__}, device {name}, batch {args.batch}, T {args.time_steps}", flush=True)
@@ -150,7 +152,7 @@ def main() -> None:
         run_anchor_on(anchor, device)
         result["ann"] = anchor.bench(False, False)
         print("ann", json.dumps(result["ann"]), flush=True)
-        if any(parse_variant(v)["bf16"] for v in variants):
+        if want_bf16:
             result["ann_bf16"] = anchor.bench(False, True)
             print("ann_bf16", json.dumps(result["ann_bf16"]), flush=True)
         if args.naive_snn:

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import nir
 import numpy as np
@@ -152,37 +152,62 @@ def check_inputs(plan: LavaPlan, inputs: dict[str, Any]) -> tuple[dict[str, np.n
     return out, int(n), int(t)
 
 
-@contextlib.contextmanager
-def _deferred_interrupts() -> Iterator[Callable[[], None]]:
-    """Ctrl-C / SIGTERM while Lava runs, raised only where it is safe: yields ``check``, which raises
-    KeyboardInterrupt once a signal has arrived; a second signal raises at once.
+class _Interrupts:
+    """Ctrl-C / SIGTERM while Lava runs, raised only where it is safe.
 
     Raised wherever the signal lands, the interrupt can hit Lava's launch inside a fork hook, where Python
     prints "Exception ignored" and the run carries on, or between a fork and multiprocessing's record of the
-    child, which then escapes reaping. The handler only takes note; the progress loop calls ``check``.
+    child, which then escapes reaping. So the handler only takes note, and ``check()`` (before the launch and
+    in the progress loop) raises KeyboardInterrupt once a signal has arrived. A second signal raises at once,
+    for a launch that hangs, unless cleanup has begun (``shield()``): stopping and reaping must finish.
+    Lava's forked children inherit the handler; there it hands the signal to the handler that was in place
+    before, so ``terminate()`` still stops them. A signal that was ignored stays ignored.
     """
-    received: list[int] = []
 
-    def check() -> None:
-        if received:
-            raise KeyboardInterrupt(f"signal {received[0]}")
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    if threading.current_thread() is not threading.main_thread():
-        yield check
-        return
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.shielded = False
+        self._owner = os.getpid()
+        self._previous: dict[int, Any] = {}
 
-    def handler(signum, frame):
-        received.append(signum)
-        if len(received) > 1:
-            check()
+    def check(self) -> None:
+        if self.received:
+            raise KeyboardInterrupt(f"signal {self.received[0]}")
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield check
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    check()
+    def shield(self) -> None:
+        self.shielded = True
+
+    def _handle(self, signum, frame) -> None:
+        if os.getpid() != self._owner:
+            signal.signal(signum, self._previous[signum])
+            os.kill(os.getpid(), signum)
+            return
+        self.received.append(signum)
+        if len(self.received) > 1 and not self.shielded:
+            self.check()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["_Interrupts"]:
+        """Install the handler (main thread only), restore the previous ones after, then ``check()``."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        try:
+            yield self
+        finally:
+            self._restore(list(self._previous.items()))
+        self.check()
+
+    def _restore(self, handlers: list[tuple[int, Any]]) -> None:
+        """Each restore in the finally of the one before: a signal landing between two cannot skip the rest."""
+        if handlers:
+            try:
+                signal.signal(*handlers[0])
+            finally:
+                self._restore(handlers[1:])
 
 
 def _stop_runtime(proc: Any) -> None:
@@ -209,9 +234,15 @@ def _child_pids() -> set[int]:
     return found
 
 
+def _children() -> set[int]:
+    """Pids of this process's children: from /proc, and multiprocessing's (the only ones without /proc)."""
+    return _child_pids() | {c.pid for c in multiprocessing.active_children()}
+
+
 def _reap(before: set[int]) -> None:
-    """Join, then terminate, then kill every child started since ``before`` (pids of ``_child_pids``):
-    multiprocessing's children first, then any child it has no record of."""
+    """Join, then terminate, then kill every child started since ``before`` (``_children()`` then):
+    multiprocessing's children first, then any child it has no record of. Assumes, as the CLI is, that no
+    other thread of this process starts children meanwhile."""
     children = [c for c in multiprocessing.active_children() if c.pid not in before]
     deadline = time.monotonic() + 2.0
     for child in children:
@@ -254,9 +285,8 @@ def _allow_lava_fork() -> None:
 
 def _run(plan: LavaPlan, data: dict[str, np.ndarray], n: int, steps: int, precision: str,
          quant: QuantizedPlan | None, workdir: Path, timeout_s: float | None, progress: bool,
-         interrupted: Callable[[], None]) -> int:
-    """Build, compile and run; returns the number of Lava steps. Recordings land in ``workdir``.
-    ``interrupted`` raises KeyboardInterrupt once Ctrl-C or SIGTERM has arrived (see _deferred_interrupts)."""
+         interrupts: _Interrupts) -> int:
+    """Build, compile and run; returns the number of Lava steps. Recordings land in ``workdir``."""
     _allow_lava_fork()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -287,10 +317,11 @@ def _run(plan: LavaPlan, data: dict[str, np.ndarray], n: int, steps: int, precis
     anchor = extra[0]
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
+        interrupts.check()
         anchor.run(condition=RunSteps(num_steps=total, blocking=False), run_cfg=cfg)
         with tqdm(total=total, desc=f"lava {precision}", unit="step", disable=not progress, leave=False) as bar:
             while int(counter[0]) < total:
-                interrupted()
+                interrupts.check()
                 if deadline is not None and time.monotonic() > deadline:
                     raise UserError(f"Lava simulation exceeded timeout_s={timeout_s:g} after {int(counter[0])} of "
                                     f"{total} steps; raise the timeout or simulate fewer samples")
@@ -299,6 +330,7 @@ def _run(plan: LavaPlan, data: dict[str, np.ndarray], n: int, steps: int, precis
             bar.update(total - bar.n)
         anchor.wait()
     finally:
+        interrupts.shield()
         _stop_runtime(anchor)
     return total
 
@@ -318,7 +350,7 @@ def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision
     quant = quantize_plan(plan, data) if precision == "fixed" else None
     workdir = Path(tempfile.mkdtemp(prefix="iemf-lava-"))
     resource_tracker.ensure_running()  # Lava's shared memory needs it: a child that must outlive the run
-    before = _child_pids()
+    before = _children()
     try:
         for name, x in data.items():
             flat = x.reshape(n, steps, -1)
@@ -328,10 +360,11 @@ def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision
             np.lib.format.open_memmap(workdir / f"rec_{name}.npy", mode="w+", dtype=dtype,
                                       shape=(n, steps, unit.size)).flush()
         np.save(workdir / "progress.npy", np.zeros(1, dtype=np.int64))
-        with _deferred_interrupts() as interrupted:
+        with _Interrupts().installed() as interrupts:
             try:
-                total = _run(plan, data, n, steps, precision, quant, workdir, timeout_s, progress, interrupted)
+                total = _run(plan, data, n, steps, precision, quant, workdir, timeout_s, progress, interrupts)
             finally:
+                interrupts.shield()
                 _reap(before)
         spikes, voltages = {}, {}
         for name, unit in plan.neurons.items():

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from dataclasses import asdict, is_dataclass
@@ -94,10 +94,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def _remove_orphaned_temporaries(path: Path) -> None:
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
-        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+    """Exactly ``path``'s temporaries (``.NAME.PID.RANDOM.tmpSUFFIXES``), of writers no longer alive."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp{re.escape(''.join(path.suffixes))}")
+    for tmp in path.parent.iterdir():
+        match = pattern.fullmatch(tmp.name)
+        if match and not _alive(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _alive(pid: int) -> bool:

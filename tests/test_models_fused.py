@@ -135,3 +135,18 @@ def test_channels_last_currents_keep_their_layout_and_results():
     assert stride_c == current.stride() and stride_l == last.stride()  # no layout conversion
     assert torch.equal(s_c, s_l) and 0 < float(s_c.mean()) < 1
     torch.testing.assert_close(g_l, g_c)
+
+
+@pytest.mark.parametrize("kernel", ["eager", "compiled"])
+def test_bf16_currents_keep_float32_membranes(kernel):
+    """Under bf16 autocast the current arrives in bf16: spikes and the gradient come back in bf16, the
+    membranes are integrated in float32 (the parameters' dtype), so spikes equal a float32 run's."""
+    neuron = make_neuron(NeuronConfig(kind="cuba", beta=0.875, alpha=0.75), (4, 3))
+    torch.manual_seed(5)
+    current = (torch.randn(4, 2, 4, 3) * 1.2 + 0.4).to(torch.bfloat16).requires_grad_()
+    with neuron_kernels(kernel):
+        spikes = run_neurons(neuron, current)
+        reference = run_neurons(neuron, current.detach().float())
+    spikes.sum().backward()
+    assert spikes.dtype == torch.bfloat16 and current.grad.dtype == torch.bfloat16
+    assert torch.equal(spikes.float(), reference) and 0 < float(reference.mean()) < 1

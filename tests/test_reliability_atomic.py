@@ -35,9 +35,12 @@ def test_sigkilled_writers_temporaries_are_removed_by_the_next_write(tmp_path):
     live.write_text("mine")
     other = tmp_path / ".notes.txt.999999999.abcd1234.tmp.txt"  # another file's temporary: left alone
     other.write_text("x")
+    # a live writer of `last.pt.999999999`, whose name a loose parse would read as pid 999999999 of `last.pt`
+    sibling = tmp_path / f".last.pt.999999999.{os.getpid()}.abcd1234.tmp.pt.999999999"
+    sibling.write_text("x")
     assert orphan.is_file() and str(writer.pid) in orphan.name
 
     write_text_atomic(target, "new")
     assert target.read_text() == "new"
     assert not orphan.exists()
-    assert live.exists() and other.exists()
+    assert live.exists() and other.exists() and sibling.exists()

@@ -230,28 +230,99 @@ def test_reap_stops_children_multiprocessing_has_no_record_of():
 def test_interrupts_during_lava_are_deferred_to_a_safe_point():
     """The first Ctrl-C/SIGTERM only takes note (raised by check() or when the block ends); a second one
     raises at once; the previous handlers are back afterwards."""
-    from hardware_targets.lava_sim import _deferred_interrupts
+    from hardware_targets.lava_sim import _Interrupts
 
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    reached = False
     with pytest.raises(KeyboardInterrupt):
-        with _deferred_interrupts() as check:
+        with _Interrupts().installed():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.05)  # the handler has run by now, and raised nothing
             reached = True
     assert reached
     with pytest.raises(KeyboardInterrupt):
-        with _deferred_interrupts() as check:
+        with _Interrupts().installed() as interrupts:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
-            check()
+            interrupts.check()
     start = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        with _deferred_interrupts():
+        with _Interrupts().installed():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)  # cut short: the second signal raises at once
     assert time.monotonic() - start < 2.0
-    with _deferred_interrupts() as check:
-        check()  # no signal, nothing raised
+    with _Interrupts().installed() as interrupts:
+        interrupts.check()  # no signal, nothing raised
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+
+
+def test_cleanup_is_not_cut_short_by_further_signals():
+    """Once stopping and reaping have begun, every further signal is only noted: they must finish."""
+    from hardware_targets.lava_sim import _Interrupts
+
+    finished = False
+    with pytest.raises(KeyboardInterrupt):
+        with _Interrupts().installed() as interrupts:
+            os.kill(os.getpid(), signal.SIGINT)
+            interrupts.shield()
+            for _ in range(3):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+            finished = True
+    assert finished
+
+
+def test_an_ignored_signal_stays_ignored():
+    from hardware_targets.lava_sim import _Interrupts
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _Interrupts().installed() as interrupts:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            interrupts.check()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_forked_children_answer_terminate_as_before():
+    """A child forked while the handler is installed (as Lava's are) hands SIGTERM to the handler in place
+    before (here the default), so terminate() stops it at once instead of being noted and ignored."""
+    import multiprocessing
+
+    from hardware_targets.lava_sim import _Interrupts
+
+    ctx = multiprocessing.get_context("fork")
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # other tests may have left the CLI's handler
+    try:
+        with _Interrupts().installed():
+            child = ctx.Process(target=time.sleep, args=(30,))
+            child.start()
+            time.sleep(0.2)
+            start = time.monotonic()
+            child.terminate()
+            child.join(5.0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert child.exitcode == -signal.SIGTERM and time.monotonic() - start < 1.0
+
+
+def test_reap_spares_children_that_existed_before_even_without_proc(monkeypatch):
+    """Where /proc is missing, multiprocessing's own record keeps pre-existing children out of reaping."""
+    import multiprocessing
+
+    import hardware_targets.lava_sim as lava_sim
+
+    monkeypatch.setattr(lava_sim, "_child_pids", lambda: set())
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+    child.start()
+    try:
+        lava_sim._reap(lava_sim._children())
+        assert child.is_alive()
+    finally:
+        child.kill()
+        child.join(5.0)

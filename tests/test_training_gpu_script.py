@@ -59,3 +59,11 @@ def test_neuron_kernel_benchmark_runs_on_cpu():
     assert set(rows) == {"relu", "snntorch", "eager"}
     assert rows["relu"]["times_relu"] == 1.0 and rows["snntorch"]["speedup_vs_snntorch"] == 1.0
     assert all(r["ms"] > 0 for r in rows.values())
+
+
+def test_gpu_throughput_script_refuses_bf16_against_a_cpu_anchor(tmp_path):
+    """The anchor's autocast is CUDA-only: on the CPU its "bf16" ANN would be fp32, an unfair comparison."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_throughput.py"), "--device", "cpu",
+           "--variants", "eager+bf16"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode != 0 and "bf16 builds are compared with the anchor's CUDA bf16 ANN" in proc.stderr

@@ -78,7 +78,8 @@ def executor_run(run_dir: Path, graph, samples: int | None) -> tuple[dict, dict]
     n = len(split) if samples is None else min(samples, len(split))
     generator = torch.Generator().manual_seed(loaded.train_config.seed)
     audio, visual = encode_inputs(loaded.model_config, split.audio[:n], split.image[:n], generator)
-    inputs = {"audio": audio.transpose(0, 1).numpy(), "visual": visual.transpose(0, 1).numpy()}
+    inputs = {"audio": audio.transpose(0, 1).contiguous().numpy(),  # own memory, not a view of the split
+              "visual": visual.transpose(0, 1).contiguous().numpy()}
     result = run_graph(graph, inputs)
     return inputs, {k: v.numpy().astype("uint8") for k, v in result.spikes.items()}
 

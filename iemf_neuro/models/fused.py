@@ -86,7 +86,8 @@ def lif_backward(grad_spikes, mems, spikes, alpha, beta, threshold):
 
 @functools.cache
 def _compiled(loop: Callable) -> Callable:
-    """One compilation per loop, with symbolic sizes: every layer's [T, B, neurons] reuses the same kernel."""
+    """Compiled with symbolic sizes: every layer's [T, B, neurons] shares a kernel (one more for stride-0
+    currents or gradients; a new T, dtype or neuron kind also recompiles, within dynamo's cache limit)."""
     return torch.compile(loop, dynamic=True)
 
 
@@ -115,8 +116,9 @@ class ZeroResetLIF(torch.autograd.Function):
         forward_loop, ctx.backward_loop = _loops(_KERNEL.get())
         order = memory_order(current)
         x = current.permute(order)
-        dtype = torch.result_type(current, beta)
-        params = [None if p is None else p.to(dtype).permute([d - 2 for d in order[2:]]).reshape(-1)
+        dtype = torch.promote_types(current.dtype, beta.dtype)
+        neurons = current.shape[2:]
+        params = [None if p is None else p.to(dtype).expand(neurons).permute([d - 2 for d in order[2:]]).reshape(-1)
                   for p in (alpha, beta, threshold)]
         spikes, mems = forward_loop(x.reshape(*x.shape[:2], -1), *params)
         ctx.save_for_backward(mems, spikes, *params)
