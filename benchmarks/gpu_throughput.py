@@ -87,8 +87,7 @@ def parse_variant(spec: str) -> dict:
             "channels_last": "channels_last" in parts, "bf16": "bf16" in parts}
 
 
-def measure_ours(args: argparse.Namespace, device: torch.device, variant: str) -> dict:
-    options = parse_variant(variant)
+def measure_ours(args: argparse.Namespace, device: torch.device, variant: str, options: dict) -> dict:
     overrides = [f"method={args.method}", "deterministic=false", f"model.time_steps={args.time_steps}"]
     overrides += [f"{key}={str(value).lower()}" for key, value in options.items()]
     config = get_run_config("cremad-resnet18", overrides=overrides)
@@ -136,8 +135,8 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="shrunken input shapes (CPU smoke test)")
     parser.add_argument("--naive-snn", action="store_true", help="also time the anchor's naive snnTorch SNN")
     args = parser.parse_args()
-    variants = args.variants.split(",")
-    want_bf16 = any(parse_variant(v)["bf16"] for v in variants)  # also checks every variant up front
+    builds = {variant: parse_variant(variant) for variant in args.variants.split(",")}
+    want_bf16 = any(options["bf16"] for options in builds.values())
     if args.device == "cpu" and args.anchor != "none" and want_bf16:
         raise SystemExit("error: bf16 builds are compared with the anchor's CUDA bf16 ANN; on the CPU use fp32 "
                          "builds or --anchor none")
@@ -158,8 +157,8 @@ def main() -> None:
         if args.naive_snn:
             result["naive_snn"] = anchor.bench(True, False)
             print("naive_snn", json.dumps(result["naive_snn"]), flush=True)
-    for variant in variants:
-        ours = measure_ours(args, device, variant)
+    for variant, options in builds.items():
+        ours = measure_ours(args, device, variant, options)
         print("ours", json.dumps(ours), flush=True)
         if "ann" in result:
             ann = result["ann_bf16" if ours["bf16"] else "ann"]  # same precision on both sides

@@ -24,7 +24,6 @@ import torch
 from iemf_neuro.models import NeuronConfig, neuron_kernels
 from iemf_neuro.models.network import run_neurons
 from iemf_neuro.models.neurons import make_neuron
-from iemf_neuro.models.reference import snntorch_stepwise
 
 
 def _sync(device: torch.device) -> None:
@@ -38,9 +37,6 @@ def time_build(name: str, neuron: torch.nn.Module, current: torch.Tensor, grad: 
         x = current.detach().requires_grad_()
         if name == "relu":
             out = torch.relu(x)
-        elif name == "snntorch":
-            with snntorch_stepwise():
-                out = run_neurons(neuron, x)
         else:
             with neuron_kernels(name):
                 out = run_neurons(neuron, x)

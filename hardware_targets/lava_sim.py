@@ -254,7 +254,7 @@ def _reap(before: set[int]) -> None:
         if child.is_alive():
             child.kill()
             multiprocessing.Process.join(child, 1.0)
-    for pid in _child_pids() - before:
+    for pid in _child_pids() - before - {c.pid for c in children}:  # multiprocessing's own: reaped above
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)

@@ -8,7 +8,7 @@ import torch
 from iemf_neuro.models import build_model, encode_inputs, get_model_config, neuron_kernels
 from iemf_neuro.models.network import run_neurons
 from iemf_neuro.models.neurons import NeuronConfig, make_neuron
-from iemf_neuro.models.reference import reference_spikes, snntorch_stepwise
+from iemf_neuro.models.reference import reference_spikes
 
 
 @pytest.mark.parametrize("kind", ["lif", "cuba"])
@@ -19,7 +19,7 @@ def test_fused_matches_snntorch_forward_and_gradient(kind, dtype):
     current = (torch.randn(16, 3, 6, 4, dtype=dtype) * 1.2 + 0.4).requires_grad_()
     weights = torch.randn(16, 3, 6, 4, dtype=dtype)
 
-    with snntorch_stepwise():
+    with neuron_kernels("snntorch"):
         reference = run_neurons(neuron, current)
     (reference.to(dtype) * weights).sum().backward()
     grad_reference, current.grad = current.grad.clone(), None

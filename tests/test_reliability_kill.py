@@ -192,9 +192,10 @@ def test_reap_stops_lava_system_processes():
     stop a child that does not exit by itself, within its grace periods."""
     import multiprocessing
 
-    from lava.magma.runtime.message_infrastructure.multiprocessing import SystemProcess
+    from hardware_targets.lava_sim import _allow_lava_fork, _child_pids, _reap
 
-    from hardware_targets.lava_sim import _child_pids, _reap
+    _allow_lava_fork()  # importing Lava fails once anything (torch.compile's workers, say) fixed the start method
+    from lava.magma.runtime.message_infrastructure.multiprocessing import SystemProcess
 
     before = _child_pids()
     child = SystemProcess(target=time.sleep, args=(60,), daemon=False)

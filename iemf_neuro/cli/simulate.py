@@ -75,19 +75,19 @@ def read_inputs(path: Path, steps: int) -> dict[str, np.ndarray]:
         raise UserError(f"{path} does not exist; pass --inputs X.npz with one array per Input node")
     try:
         headers = npz_headers(path)
-    except Exception as exc:  # noqa: BLE001
-        raise UserError(f"{path} is not a readable .npz ({type(exc).__name__}); write it with numpy.savez") from exc
-    for name, (shape, _) in headers.items():
-        if len(shape) < 2 or shape[1] != steps:
-            raise UserError(f"input {name!r} in {path} has shape {shape}, but --steps is {steps}; arrays must "
-                            "be [N, T, *shape] with T = --steps")
-    need = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values())
-    if need > physical_memory():
-        raise UserError(f"{path} declares {need / 2**30:.1f} GiB of inputs, more than this machine's "
-                        f"{physical_memory() / 2**30:.1f} GiB of memory; simulate fewer samples per file")
-    try:
+        for name, (shape, _) in headers.items():
+            if len(shape) < 2 or shape[1] != steps:
+                raise UserError(f"input {name!r} in {path} has shape {shape}, but --steps is {steps}; arrays "
+                                "must be [N, T, *shape] with T = --steps")
+        need = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values())
+        memory = physical_memory()
+        if need > memory:
+            raise UserError(f"{path} declares {need / 2**30:.1f} GiB of inputs, more than this machine's "
+                            f"{memory / 2**30:.1f} GiB of memory; simulate fewer samples per file")
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
+    except UserError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"{path} is not a readable .npz ({type(exc).__name__}); write it with numpy.savez") from exc
 

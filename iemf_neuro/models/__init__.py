@@ -3,9 +3,7 @@
 from .build import build_model
 from .config import MODEL_CONFIGS, BranchConfig, ModelConfig, get_model_config, model_config_from_dict
 from .encoding import encode, encode_inputs
-from .fused import KERNELS as NEURON_KERNELS
-from .fused import neuron_kernels
-from .network import DEPLOYABLE_FUSIONS, FUSIONS, IEMFNet, NetOutput
+from .network import DEPLOYABLE_FUSIONS, FUSIONS, NEURON_KERNELS, IEMFNet, NetOutput, neuron_kernels
 from .neurons import NeuronConfig
 
 __all__ = ["build_model", "MODEL_CONFIGS", "BranchConfig", "ModelConfig", "get_model_config",

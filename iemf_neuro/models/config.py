@@ -70,12 +70,17 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
 }
 
 
-def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    """Rebuild a ModelConfig from its JSON form (as stored in checkpoints and run directories)."""
-    known = {f.name for f in fields(ModelConfig)}
+def check_known_keys(cls: type, data: dict[str, Any], what: str) -> None:
+    """Refuse keys that are not fields of the config dataclass ``cls``, naming the valid ones."""
+    known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
-        raise UserError(f"unknown model config keys {sorted(unknown)}; valid keys: {sorted(known)}")
+        raise UserError(f"unknown {what} config keys {sorted(unknown)}; valid keys: {', '.join(sorted(known))}")
+
+
+def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Rebuild a ModelConfig from its JSON form (as stored in checkpoints and run directories)."""
+    check_known_keys(ModelConfig, data, "model")
     try:
         kwargs = dict(data)
         for key in ("audio", "visual"):

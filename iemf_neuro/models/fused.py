@@ -15,7 +15,7 @@ sigma'(x) = (a/2) / (1 + (pi/2 * a * x)^2), a = 2, and the reset's path through 
 
 Autograd through snnTorch's per-step modules keeps about a dozen tensors per step and launches as many
 kernels; this node keeps one (m) per step. Its two loops are plain functions, so ``torch.compile`` can
-turn each into one kernel per layer (``neuron_kernels("compiled")``): the loop then reads and writes every
+turn each into one kernel per layer (``compiled=True``): the loop then reads and writes every
 activation a few times instead of a few dozen, which is what the GPU time of a spiking ResNet is spent on.
 Compiled code may contract ``beta * v + u`` into one fused multiply-add, so its membranes can differ from
 snnTorch's in the last bit; the reference check against NIR and Lava always runs snnTorch's own modules.
@@ -23,30 +23,13 @@ snnTorch's in the last bit; the reference check against NIR and Lava always runs
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import math
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
 SLOPE = 2.0  # snnTorch's default atan surrogate slope
-KERNELS = ("eager", "compiled")
-
-_KERNEL = contextvars.ContextVar("neuron_kernel", default="eager")
-
-
-@contextlib.contextmanager
-def neuron_kernels(kind: str) -> Iterator[None]:
-    """Within this block, fused neuron nodes run their loops eagerly or as compiled kernels."""
-    if kind not in KERNELS:
-        raise ValueError(f"unknown neuron kernel {kind!r}; choose one of {', '.join(KERNELS)}")
-    token = _KERNEL.set(kind)
-    try:
-        yield
-    finally:
-        _KERNEL.reset(token)
 
 
 def surrogate_grad(x: torch.Tensor) -> torch.Tensor:
@@ -91,8 +74,8 @@ def _compiled(loop: Callable) -> Callable:
     return torch.compile(loop, dynamic=True)
 
 
-def _loops(kind: str) -> tuple[Callable, Callable]:
-    if kind == "compiled":
+def _loops(compiled: bool) -> tuple[Callable, Callable]:
+    if compiled:
         return _compiled(lif_forward), _compiled(lif_backward)
     return lif_forward, lif_backward
 
@@ -104,7 +87,8 @@ def memory_order(x: torch.Tensor) -> list[int]:
 
 
 class ZeroResetLIF(torch.autograd.Function):
-    """current [T, B, *neurons] -> spikes of the same shape and layout; alpha is None for Leaky.
+    """current [T, B, *neurons] -> spikes of the same shape and layout; alpha is None for Leaky; ``compiled``
+    runs both loops as torch.compile kernels.
 
     The loops see ``[T, B, neurons]`` with flat per-neuron parameters, so one compiled kernel serves every
     layer. Spikes keep the current's dtype; membranes are computed and kept in the wider of the current's
@@ -112,8 +96,8 @@ class ZeroResetLIF(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, current, alpha, beta, threshold):
-        forward_loop, ctx.backward_loop = _loops(_KERNEL.get())
+    def forward(ctx, current, alpha, beta, threshold, compiled):
+        forward_loop, ctx.backward_loop = _loops(compiled)
         order = memory_order(current)
         x = current.permute(order)
         dtype = torch.promote_types(current.dtype, beta.dtype)
@@ -130,7 +114,7 @@ class ZeroResetLIF(torch.autograd.Function):
         mems, spikes, alpha, beta, threshold = ctx.saved_tensors
         grad_flat = grad_spikes.permute(ctx.order).reshape(mems.shape)
         grad = ctx.backward_loop(grad_flat, mems, spikes, alpha, beta, threshold)
-        return grad.reshape(ctx.permuted_shape).permute(_inverse(ctx.order)).to(ctx.dtype), None, None, None
+        return grad.reshape(ctx.permuted_shape).permute(_inverse(ctx.order)).to(ctx.dtype), None, None, None, None
 
 
 def _inverse(order: list[int]) -> list[int]:

@@ -16,7 +16,10 @@ the concatenation), ``sum`` (one shared projection of g_a*s_a + g_v*s_v), and th
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import snntorch as snn
 import torch
@@ -24,22 +27,35 @@ from torch import nn
 
 from .fused import ZeroResetLIF
 from .neurons import initial_state, step
-from .reference import stepwise
 
 DEPLOYABLE_FUSIONS = ("concat", "sum")
 FUSIONS = DEPLOYABLE_FUSIONS + ("film", "gated")
 MODALITIES = ("audio", "visual")
 
 
-def run_neurons(neuron: nn.Module, current: torch.Tensor) -> torch.Tensor:
-    """Step a neuron population through ``current[T, B, ...]``; returns spikes of the same shape.
+NEURON_KERNELS = ("eager", "compiled", "snntorch")
+_KERNEL = contextvars.ContextVar("neuron_kernel", default="eager")
 
-    One fused autograd node (``fused.py``, bit-identical forward); inside ``reference.snntorch_stepwise()``
-    snnTorch's own modules step instead, one call per time step.
-    """
-    if not stepwise():
+
+@contextlib.contextmanager
+def neuron_kernels(kind: str) -> Iterator[None]:
+    """How neurons step inside this block: the fused node's loops run eagerly or compiled (``fused.py``), or
+    snnTorch's own modules step, one call per time step (the reference export and Lava are checked against)."""
+    if kind not in NEURON_KERNELS:
+        raise ValueError(f"unknown neuron kernel {kind!r}; choose one of {', '.join(NEURON_KERNELS)}")
+    token = _KERNEL.set(kind)
+    try:
+        yield
+    finally:
+        _KERNEL.reset(token)
+
+
+def run_neurons(neuron: nn.Module, current: torch.Tensor) -> torch.Tensor:
+    """Step a neuron population through ``current[T, B, ...]``; returns spikes of the same shape."""
+    kind = _KERNEL.get()
+    if kind != "snntorch":
         alpha = neuron.alpha.clamp(0, 1) if isinstance(neuron, snn.Synaptic) else None
-        return ZeroResetLIF.apply(current, alpha, neuron.beta.clamp(0, 1), neuron.threshold)
+        return ZeroResetLIF.apply(current, alpha, neuron.beta.clamp(0, 1), neuron.threshold, kind == "compiled")
     state = initial_state(neuron, current[0])
     spikes = []
     for cur_t in current:

@@ -7,29 +7,11 @@ through snnTorch's own ``Leaky`` / ``Synaptic`` modules, one call per time step,
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import copy
-from typing import Iterator
 
 import torch
 
-_STEPWISE = contextvars.ContextVar("snntorch_stepwise", default=False)
-
-
-@contextlib.contextmanager
-def snntorch_stepwise() -> Iterator[None]:
-    """Within this block, neurons run through snnTorch's per-step modules instead of the fused node."""
-    token = _STEPWISE.set(True)
-    try:
-        yield
-    finally:
-        _STEPWISE.reset(token)
-
-
-def stepwise() -> bool:
-    return _STEPWISE.get()
-
+from .network import neuron_kernels
 
 def _heaviside(x: torch.Tensor) -> torch.Tensor:
     """snnTorch's surrogate returns float32 whatever its input; inference keeps the dtype."""
@@ -42,5 +24,5 @@ def reference_spikes(model: torch.nn.Module, x_audio: torch.Tensor, x_visual: to
     net = copy.deepcopy(model).to(dtype).eval()
     for neuron in net.neurons().values():
         neuron.spike_grad = _heaviside
-    with torch.no_grad(), snntorch_stepwise():
+    with torch.no_grad(), neuron_kernels("snntorch"):
         return net(x_audio.to(dtype), x_visual.to(dtype), record=True).spikes

@@ -13,6 +13,7 @@ from typing import Any
 
 from iemf_neuro.errors import UserError
 from iemf_neuro.models import NEURON_KERNELS, ModelConfig, get_model_config, model_config_from_dict
+from iemf_neuro.models.config import check_known_keys
 
 METHODS = ("plain", "aux-heads", "iemf", "ogm-ge", "ogm-ge+iemf")
 DATASETS = ("avdigits", "synthetic", "cremad", "kinetics-sounds")
@@ -47,7 +48,7 @@ class TrainConfig:
     deterministic: bool = True  # torch.use_deterministic_algorithms: resumed == uninterrupted
     channels_last: bool = False  # conv memory format (GPU speed)
     bf16: bool = False  # bfloat16 autocast (GPU speed; not deterministic across devices)
-    neuron_kernel: str = "eager"  # eager | compiled: neuron loops as torch.compile kernels (GPU speed)
+    neuron_kernel: str = "eager"  # eager | compiled (neuron loops as torch.compile kernels: GPU speed) | snntorch
     num_workers: int = 0  # DataLoader workers for datasets that load from disk
 
     def __post_init__(self) -> None:
@@ -143,10 +144,7 @@ RUN_CONFIGS: dict[str, RunConfig] = {
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = set(data) - known
-    if unknown:
-        raise UserError(f"unknown training config keys {sorted(unknown)}; valid keys: {', '.join(sorted(known))}")
+    check_known_keys(TrainConfig, data, "training")
     try:
         return TrainConfig(**data)
     except TypeError as exc:
