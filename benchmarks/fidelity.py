@@ -4,7 +4,9 @@ Prints, per layer, the spike entries that differ (float32 and float64) and the a
 ``--resnet18`` adds cremad-resnet18 at full input size (random weights, BatchNorm with random running
 statistics, folded at export) on a few random inputs, in float64 and float32.
 
-    .venv/bin/python benchmarks/fidelity.py --run runs/dev-mlp [--resnet18]
+    .venv/bin/python benchmarks/fidelity.py [--run RUN_DIR] [--resnet18]
+
+Without --run it checks avdigits-mlp seed 0, trained on first use into runs/bench-avdigits-mlp-s0.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import time
 
 import torch
 from torch import nn
-from tqdm import tqdm
+from support.trained_run import trained_run
 
 from converters.model_to_nir import compare_with_model, export_model
 from iemf_neuro.data import load_split
 from iemf_neuro.models import build_model, encode_inputs, get_model_config
+from iemf_neuro.progress import progress
 from iemf_neuro.training.checkpoint import load_run
 
 
-def test_set_fidelity(run_dir: str, batch_size: int, seed: int) -> None:
+def test_set_fidelity(run_dir, batch_size: int, seed: int) -> None:
     run = load_run(run_dir)
     cfg, model = run.model_config, run.model
     graph = export_model(model, cfg, metadata={"run": {"run_dir": str(run.run_dir), "epoch": run.epoch}})
@@ -35,7 +38,7 @@ def test_set_fidelity(run_dir: str, batch_size: int, seed: int) -> None:
         spikes: dict[str, int] = {}
         correct_model = correct_graph = 0
         start = time.perf_counter()
-        for i in tqdm(range(0, len(labels), batch_size), desc=str(dtype), leave=False):
+        for i in progress(range(0, len(labels), batch_size), desc=str(dtype), unit="batch"):
             sl = slice(i, i + batch_size)
             x_a, x_v = encode_inputs(cfg, data.audio[sl], data.image[sl], generator)
             check = compare_with_model(model, graph, x_a, x_v, dtype)
@@ -82,14 +85,14 @@ def resnet18_fidelity(batch: int, seed: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="runs/dev-mlp", help="trained run directory")
+    parser.add_argument("--run", default=None, help="trained run directory (default: see above)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0, help="encoding seed (rate encoding)")
     parser.add_argument("--resnet18", action="store_true", help="also check cremad-resnet18 at full size")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    test_set_fidelity(args.run, args.batch_size, args.seed)
+    test_set_fidelity(args.run or trained_run(), args.batch_size, args.seed)
     if args.resnet18:
         resnet18_fidelity(2, args.seed)
 

@@ -5,7 +5,9 @@ export with the gains folded, and measure test accuracy (same condition) through
 (float32) for g = (1, 1), the calibrated gains, and the reciprocal gains (a reliability-weighting control:
 weaker evidence -> *smaller* gain). Reports whatever it finds.
 
-    .venv/bin/python benchmarks/fusion_gain.py --run runs/dev-mlp
+    .venv/bin/python benchmarks/fusion_gain.py [--run RUN_DIR]
+
+Without --run it measures avdigits-mlp seed 0, trained on first use into runs/bench-avdigits-mlp-s0.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import time
 
 import torch
+from support.trained_run import trained_run
 
 from converters.fusion_gain import calibrate_gains
 from converters.model_to_nir import export_model
@@ -46,15 +49,16 @@ def graph_accuracy(model, cfg, gains: dict[str, float], data, batch_size: int, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default="runs/dev-mlp", help="trained run directory")
+    parser.add_argument("--run", default=None, help="trained run directory (default: see above)")
     parser.add_argument("--mantissa-bits", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=150)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    run = load_run(args.run)
+    run_dir = args.run or trained_run()
+    run = load_run(run_dir)
     cfg, model, seed = run.model_config, run.model, run.train_config.seed
-    print(f"run {args.run} ({cfg.name}, fusion {cfg.fusion}); calibrate on val, accuracy on test, "
+    print(f"run {run_dir} ({cfg.name}, fusion {cfg.fusion}); calibrate on val, accuracy on test, "
           f"NIR executor float32, mantissa bits {args.mantissa_bits}")
     print(f"{'condition':<30}{'E_a':>7}{'E_v':>7}{'E_av':>7}{'g_a':>8}{'g_v':>8}"
           f"{'acc g=1':>9}{'acc cal':>9}{'acc 1/g':>9}")

@@ -9,9 +9,12 @@ T steps, zero-reset LIF). The SNN cannot beat T ANN passes, so the figure of mer
 Several builds of ours (``--variants``: eager or compiled neuron kernels, channels_last, bf16) are timed
 against the same ANN measurement, each after its own warm-up (which absorbs torch.compile's compilation).
 
-Usage (GPU):  python benchmarks/gpu_throughput.py --anchor bench/anchor_resnet_pair.py --variants eager,compiled
-CPU:          python benchmarks/gpu_throughput.py --device cpu --batch 8 --steps 5 (the anchor's own step on the
-              CPU: a CPU ratio, not the GPU floor; add --small for a smoke test)
+The anchor is the team's ``shared/bench/anchor_resnet_pair.py`` beside the checkout when there is one, else
+the copy committed here (``benchmarks/support/anchor_resnet_pair.py``); the first line printed says which.
+
+Usage (GPU):  python benchmarks/gpu_throughput.py --variants eager,compiled
+No arguments: CUDA when present (batch 128, 20 steps); otherwise the CPU with batch 4, 3 steps (the anchor's
+              own step on the CPU: a CPU ratio, not the GPU floor; add --small for a smoke test)
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ import torch
 from iemf_neuro.training.config import get_run_config
 from iemf_neuro.training.trainer import StepContext, build_net, configure_determinism, make_optimizer, train_step
 
-DEFAULT_ANCHOR = Path(__file__).resolve().parents[1] / ".." / "shared" / "bench" / "anchor_resnet_pair.py"
+ANCHORS = (Path(__file__).resolve().parents[2] / "shared" / "bench" / "anchor_resnet_pair.py",
+           Path(__file__).resolve().parent / "support" / "anchor_resnet_pair.py")
+CUDA_DEFAULTS = {"batch": 128, "steps": 20, "warmup": 3}
+CPU_DEFAULTS = {"batch": 4, "steps": 3, "warmup": 1}
 SMALL_SHAPES = {"audio": (1, 33, 24), "visual": (3, 32, 32)}  # --small: every ResNet stage still downsamples
 
 
@@ -115,19 +121,19 @@ def measure_ours(args: argparse.Namespace, device: torch.device, variant: str, o
     _sync(device)
     dt = time.perf_counter() - tic
     peak = round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
-    return {"variant": variant, "samples_per_s": round(args.batch * args.steps / dt, 1), "peak_mem_gib": peak,
+    return {"variant": variant, "samples_per_s": float(f"{args.batch * args.steps / dt:.4g}"), "peak_mem_gib": peak,
             "loss": float(stats["loss"]), "method": args.method, "time_steps": args.time_steps, **options,
             "audio_shape": list(config.model.audio.input_shape), "visual_shape": list(config.model.visual.input_shape)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--anchor", default=str(DEFAULT_ANCHOR), help="anchor_resnet_pair.py path, or 'none'")
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--anchor", default=None, help="anchor_resnet_pair.py path, or 'none' (default: see above)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=None, help="default 128 on CUDA, 4 on the CPU")
     parser.add_argument("--time-steps", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=20, help="timed optimisation steps")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None, help="timed optimisation steps (20 on CUDA, 3 on the CPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (3 on CUDA, 1 on the CPU)")
     parser.add_argument("--method", default="iemf", help="training method of our step (default iemf)")
     parser.add_argument("--variants", default="eager",
                         help="comma-separated builds of ours, each options joined by '+' from "
@@ -135,6 +141,10 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="shrunken input shapes (CPU smoke test)")
     parser.add_argument("--naive-snn", action="store_true", help="also time the anchor's naive snnTorch SNN")
     args = parser.parse_args()
+    for key, value in (CUDA_DEFAULTS if args.device.startswith("cuda") else CPU_DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.anchor = args.anchor or str(next(p for p in ANCHORS if p.is_file()))
     builds = {variant: parse_variant(variant) for variant in args.variants.split(",")}
     want_bf16 = any(options["bf16"] for options in builds.values())
     if args.device == "cpu" and args.anchor != "none" and want_bf16:
@@ -142,7 +152,8 @@ def main() -> None:
                          "builds or --anchor none")
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"torch {torch.__version__}, device {name}, batch {args.batch}, T {args.time_steps}", flush=True)
+    print(f"torch {torch.__version__}, device {name}, batch {args.batch}, T {args.time_steps}, anchor {args.anchor}",
+          flush=True)
 
     result: dict = {}
     if args.anchor != "none":
@@ -166,7 +177,7 @@ def main() -> None:
             ratio = ours["samples_per_s"] / ann_over_t
             summary = {"variant": variant, "ours_samples_per_s": ours["samples_per_s"],
                        "ann_samples_per_s": ann["samples_per_s"], "ann_over_T": round(ann_over_t, 1),
-                       "ratio_to_ann_over_T": round(ratio, 3), "floor": 0.8, "device": device.type,
+                       "ratio_to_ann_over_T": float(f"{ratio:.4g}"), "floor": 0.8, "device": device.type,
                        "meets_floor": ratio >= 0.8 if device.type == "cuda" and not args.small else None,
                        "ours_peak_mem_gib": ours["peak_mem_gib"], "ann_peak_mem_gib": ann["peak_mem_gib"]}
             print("summary", json.dumps(summary), flush=True)

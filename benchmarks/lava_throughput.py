@@ -2,6 +2,8 @@
 compiles and runs a fresh Lava network per sample. Same model, same samples, one run; prints both and the ratio.
 
     .venv/bin/python benchmarks/lava_throughput.py [RUN_DIR] [--samples N] [--precision float|fixed]
+
+Without RUN_DIR it measures avdigits-mlp seed 0, trained on first use into runs/bench-avdigits-mlp-s0.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from support.trained_run import trained_run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", nargs="?", type=Path, default=Path("runs/dev-mlp"))
+    parser.add_argument("run_dir", nargs="?", type=Path, default=None, help="trained run (default: see above)")
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--precision", choices=("float", "fixed"), default="float")
     args = parser.parse_args()
@@ -29,7 +32,7 @@ def main() -> None:
     from iemf_neuro.training.data import load_dataset
 
     torch.set_num_threads(1)
-    run = load_run(args.run_dir)
+    run = load_run(args.run_dir or trained_run())
     cfg = run.model_config
     data = load_dataset(RunConfig(cfg.name, cfg, run.train_config), "test")
     n = args.samples

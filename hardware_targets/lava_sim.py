@@ -33,6 +33,7 @@ import numpy as np
 from converters.nir_to_lava import LavaPlan, build_network, plan_graph
 from converters.quantize import QuantizedPlan, quantize_inputs, quantize_plan
 from iemf_neuro.errors import UserError
+from iemf_neuro.progress import progress as progress_bar
 
 PRECISIONS = ("float", "fixed")
 POLL_S = 0.05
@@ -290,7 +291,6 @@ def _run(plan: LavaPlan, data: dict[str, np.ndarray], n: int, steps: int, precis
     _allow_lava_fork()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
-    from tqdm import tqdm
 
     procs = _stream_types()
     net = build_network(plan, steps, precision, quant)
@@ -319,7 +319,7 @@ def _run(plan: LavaPlan, data: dict[str, np.ndarray], n: int, steps: int, precis
     try:
         interrupts.check()
         anchor.run(condition=RunSteps(num_steps=total, blocking=False), run_cfg=cfg)
-        with tqdm(total=total, desc=f"lava {precision}", unit="step", disable=not progress, leave=False) as bar:
+        with progress_bar(total=total, desc=f"lava {precision}", unit="step", enabled=progress) as bar:
             while int(counter[0]) < total:
                 interrupts.check()
                 if deadline is not None and time.monotonic() > deadline:

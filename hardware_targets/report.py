@@ -9,20 +9,20 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from iemf_neuro.errors import UserError
 from iemf_neuro.provenance import to_jsonable, write_json_atomic, write_text_atomic
+from iemf_neuro.sweep_plot import draw_sweep, read_sweep
 
 from .counting import GraphCounts
 from .energy import EnergyReport, Stat
 from .mapping import Mapping
 
-SWEEP_GLOBS = ("*sweep*.json", "*inverse*effect*.json")
 RASTER_NEURONS = 64  # neurons per layer drawn in the raster
 
 
@@ -122,45 +122,28 @@ def plot_raster(spikes: dict[str, np.ndarray], sample: int = 0) -> str:
 
 
 def find_sweep(run_dir: str | Path | None) -> Path | None:
+    """The run's ``evaluate --sweep`` file: sweep_test.json first, else another split's."""
     if run_dir is None:
         return None
-    for pattern in SWEEP_GLOBS:
-        found = sorted(Path(run_dir).rglob(pattern))
-        if found:
-            return found[0]
-    return None
+    found = sorted(Path(run_dir).glob("sweep_*.json"), key=lambda p: (p.name != "sweep_test.json", p.name))
+    return found[0] if found else None
 
 
-def _sweep_series(data: Any) -> tuple[str, list[float], dict[str, list[float]]] | None:
-    """A sweep is a list of records (or {"results"/"points": [...]}) sharing a numeric x; other numbers are y."""
-    if isinstance(data, dict):
-        data = next((v for k, v in data.items() if k in ("results", "points", "records", "sweep")), None)
-    if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):
-        return None
-    numeric = [k for k in data[0] if all(isinstance(r.get(k), (int, float)) for r in data)]
-    if len(numeric) < 2:
-        return None
-    x_key = next((k for k in numeric if any(w in k.lower() for w in ("snr", "noise", "level", "severity"))),
-                 numeric[0])
-    ys = {k: [float(r[k]) for r in data] for k in numeric if k != x_key}
-    return x_key, [float(r[x_key]) for r in data], ys
-
-
-def plot_sweep(path: Path) -> str | None:
+def sweep_section(sweep: Path | None) -> tuple[str | None, str]:
+    """The inverse-effectiveness figure (base64 PNG, or None) and the sentence that goes with it."""
+    if sweep is None:
+        return None, "No inverse-effectiveness sweep in the run directory (run 'iemf-neuro evaluate RUN_DIR --sweep')."
     try:
-        series = _sweep_series(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError):
-        return None
-    if series is None:
-        return None
-    x_key, xs, ys = series
-    fig, ax = _figure()
-    for name, values in ys.items():
-        ax.plot(xs, values, marker="o", label=name)
-    ax.set_xlabel(x_key)
-    ax.set_title("Inverse effectiveness sweep")
-    ax.legend(fontsize=8)
-    return _png(fig)
+        data = read_sweep(sweep)
+    except UserError as exc:
+        return None, str(exc)
+    fig, ax = _figure(6, 4)
+    draw_sweep(fig, ax, data["cells"], data["fit"])
+    fit = data["fit"]
+    trend = "larger where the stronger cue is weaker" if fit["slope"] < 0 else "not larger where cues are weaker"
+    return _png(fig), (f"Inverse effectiveness from {sweep.name} ({data['split']} split, {len(data['cells'])} "
+                       f"corruption cells): multisensory gain {trend}, slope {fit['slope']:.3f}, "
+                       f"r {fit['pearson_r']:.2f}.")
 
 
 def _md_report(reports, counts, compare, labels, sweep_note) -> str:
@@ -244,14 +227,9 @@ def write_reports(out_dir: str | Path, reports: dict[str, EnergyReport], counts:
     if spikes:
         images["Spike raster"] = plot_raster(spikes)
     sweep = find_sweep(run_dir)
-    sweep_image = plot_sweep(sweep) if sweep else None
+    sweep_image, sweep_note = sweep_section(sweep)
     if sweep_image:
         images["Inverse effectiveness"] = sweep_image
-        sweep_note = f"Inverse-effectiveness curve from {sweep.name}."
-    elif sweep:
-        sweep_note = f"Found {sweep.name} but could not read a sweep from it (expected a list of numeric records)."
-    else:
-        sweep_note = "No inverse-effectiveness sweep found in the run directory."
     record = {"provenance": provenance or {}, "counts_source": counts.source, "samples": counts.samples,
               "time_steps": counts.time_steps, "targets": to_jsonable(reports), "counts": counts_summary(counts),
               "mapping": to_jsonable(mappings or {}), "compare": to_jsonable(compare or {}),

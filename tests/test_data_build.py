@@ -2,47 +2,69 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy.io import wavfile
+from sklearn.datasets import load_digits
 
 from iemf_neuro.cli import main
 from iemf_neuro.data import avdigits, features
 from iemf_neuro.data.build import SPLITS, build_arrays, build_avdigits
 from iemf_neuro.errors import UserError
 
-FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "fsdd"  # 60 FSDD WAVs: george and theo, indices 0/5/10
 
 
-def _rows(arrays: dict, split: str, keep: np.ndarray) -> dict:
-    lengths = arrays[f"{split}_audio_length"]
-    codes = np.split(arrays[f"{split}_audio_ulaw"], np.cumsum(lengths)[:-1])
-    per_row = {k: arrays[f"{split}_{k}"][keep] for k in
-               ("label", "speaker", "recording", "audio_length", "image_index", "image")}
-    per_row["audio_ulaw"] = np.concatenate([c for c, k in zip(codes, keep) if k])
-    return per_row
+def _shipped_row(shipped: dict, split: str, speaker: str, digit: int, index: int) -> dict:
+    """The shipped file's row for one recording: its labels, image and mu-law codes."""
+    names = list(shipped["speakers"])
+    match = np.flatnonzero((shipped[f"{split}_speaker"] == names.index(speaker))
+                           & (shipped[f"{split}_label"] == digit) & (shipped[f"{split}_recording"] == index))
+    assert len(match) == 1, (split, speaker, digit, index)
+    row = int(match[0])
+    lengths = shipped[f"{split}_audio_length"]
+    start = int(lengths[:row].sum())
+    return {"audio_length": int(lengths[row]), "audio_ulaw": shipped[f"{split}_audio_ulaw"][start:start + lengths[row]]}
 
 
-def test_builder_reproduces_the_shipped_rows_of_one_speaker():
+def test_builder_reproduces_the_shipped_audio_of_the_fixture_recordings():
     shipped = avdigits.load_file()
-    built = build_arrays(FSDD, speakers=("theo",))
-    theo = list(shipped["speakers"]).index("theo")
-    for key in ("file_version", "build_config", "speakers", "digits_split"):
+    built = build_arrays(FIXTURE)
+    for key in ("file_version", "build_config", "digits_split"):
         assert np.array_equal(built[key], shipped[key]), key
-    for split in SPLITS:
-        keep = shipped[f"{split}_speaker"] == theo
-        assert keep.sum() == len(built[f"{split}_label"]) > 0
-        expected = _rows(shipped, split, keep)
-        for key, value in expected.items():
-            assert np.array_equal(built[f"{split}_{key}"], value), (split, key)
-    assert "mel_db_high" not in built  # scale constants need the whole train split
+    assert built["speakers"].tolist() == ["george", "theo"]
+    digit_targets = load_digits().target
+    for split, index in zip(SPLITS, (10, 5, 0)):
+        assert built[f"{split}_recording"].tolist() == [index] * 20
+        assert built[f"{split}_label"].tolist() == [d for d in range(10) for _ in range(2)]
+        codes = np.split(built[f"{split}_audio_ulaw"], np.cumsum(built[f"{split}_audio_length"])[:-1])
+        for row, (digit, speaker) in enumerate(zip(built[f"{split}_label"], built[f"{split}_speaker"])):
+            expected = _shipped_row(shipped, split, str(built["speakers"][speaker]), int(digit), index)
+            assert int(built[f"{split}_audio_length"][row]) == expected["audio_length"]
+            assert np.array_equal(codes[row], expected["audio_ulaw"]), (split, row)
+        images = built[f"{split}_image_index"]  # paired with an image of the same digit, from the same split
+        assert np.array_equal(digit_targets[images], built[f"{split}_label"])
+        assert np.all(built["digits_split"][images] == SPLITS.index(split))
+    assert built["mel_db_low"] < built["mel_db_high"]
+
+
+def test_fixture_build_is_byte_identical_twice_and_loads(tmp_path):
+    first = build_avdigits(FIXTURE, tmp_path / "a" / "avdigits.npz")
+    second = build_avdigits(FIXTURE, tmp_path / "b" / "avdigits.npz")
+    assert first.read_bytes() == second.read_bytes()
+    record = json.loads((tmp_path / "a" / "avdigits.npz.provenance.json").read_text())
+    assert record["bytes"] == first.stat().st_size and record["fsdd_dir"] == str(FIXTURE)
+    split = avdigits.load_split("test", path=first)
+    assert len(split) == 20 and torch.isfinite(split.audio).all() and split.audio.max() > 0
 
 
 @pytest.mark.slow
-def test_full_build_is_bit_identical_to_the_shipped_file(tmp_path):
-    out = build_avdigits(FSDD, tmp_path / "avdigits.npz")
+def test_full_build_is_bit_identical_to_the_shipped_file(full_fsdd, tmp_path):
+    out = build_avdigits(full_fsdd, tmp_path / "avdigits.npz")
     with np.load(out) as built, np.load(avdigits.DEFAULT_PATH) as shipped:
         assert built.files == shipped.files
         for key in shipped.files:

@@ -68,9 +68,15 @@ def make_run(tmp_path, name, rng, with_sweep=False):
     nir.write(str(run / "model.nir"), graph)
     inputs, spikes = run_arrays(rng)
     np.savez(run / "sim_float.npz", **inputs, **spikes, labels=np.zeros(3))
-    if with_sweep:
-        (run / "iemf_sweep.json").write_text(json.dumps(
-            [{"snr_db": s, "accuracy_audio": 0.2 + 0.05 * s, "accuracy_fused": 0.6 + 0.02 * s} for s in range(5)]))
+    if with_sweep:  # the file `evaluate --sweep` writes, from the code that writes it (untrained model, 2 x 2 cells)
+        from iemf_neuro.training.config import get_run_config
+        from iemf_neuro.training.evaluate import inverse_effectiveness_sweep, save_sweep
+        from iemf_neuro.training.trainer import build_net
+
+        config = get_run_config("avdigits-mlp", seed=0)
+        result = inverse_effectiveness_sweep(build_net(config), config, "test", audio_snrs_db=(None, 0.0),
+                                             image_noise_stds=(0.0, 1.0), progress=False)
+        save_sweep(result, run, {})
     return run
 
 
@@ -84,10 +90,20 @@ def test_cli_energy_writes_reports_and_compares(tmp_path, capsys):
     record = json.loads((run / "energy.json").read_text())
     assert record["counts_source"] == "Lava simulation (sim_float.npz)"
     assert set(record["targets"]) == {"loihi2", "ann-gpu"} and set(record["compare"]) == {"loihi2", "ann-gpu"}
-    assert record["provenance"]["versions"]["nir"] and record["sweep"].endswith("iemf_sweep.json")
+    assert record["provenance"]["versions"]["nir"] and record["sweep"].endswith("sweep_test.json")
     assert record["targets"]["loihi2"]["per_branch"].keys() == {"audio", "visual", "fusion"}
     page = (run / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "iemf vs plain" in page
+    assert "<h2>Inverse effectiveness</h2>" in page and "sweep_test.json (test split, 4 corruption cells)" in page
+
+
+def test_a_file_that_is_not_a_sweep_is_named_not_drawn(tmp_path):
+    rng = np.random.default_rng(3)
+    run = make_run(tmp_path, "r", rng)
+    (run / "sweep_test.json").write_text(json.dumps([{"snr_db": 0, "accuracy": 0.5}]))
+    assert main(["energy", str(run), "--target", "loihi1"]) == 0
+    page = (run / "report.html").read_text()
+    assert "Inverse effectiveness</h2>" not in page and "is not a sweep file (expected {split, cells, fit}" in page
 
 
 def test_cli_missing_model_says_to_export(tmp_path, capsys):

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from iemf_neuro.errors import UserError
+from iemf_neuro.progress import progress
 from iemf_neuro.provenance import atomic_path, provenance, write_json_atomic
 
 from . import features
@@ -164,7 +164,7 @@ def build_arrays(fsdd_dir: str | Path, speakers: tuple[str, ...] | None = None) 
         keep = np.array([speakers is None or r.speaker in speakers for r in rows], dtype=bool)
         rows = [r for r, k in zip(rows, keep) if k]
         clips = [features.crop_max_energy(read_recording(r.path))
-                 for r in tqdm(rows, desc=f"reading {split} WAVs", unit="wav", leave=False)]
+                 for r in progress(rows, desc=f"reading {split} WAVs", unit="wav")]
         codes = [features.ulaw_encode(c) for c in clips]
         arrays[f"{split}_label"] = labels[keep]
         arrays[f"{split}_speaker"] = np.array([names.index(r.speaker) for r in rows], dtype=np.int8)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from iemf_neuro.errors import UserError
 from iemf_neuro.models import IEMFNet, ModelConfig, encode_inputs
+from iemf_neuro.progress import progress as progress_bar
 from iemf_neuro.provenance import write_json_atomic
 
 from .config import RunConfig
@@ -101,15 +102,13 @@ def inverse_effectiveness_sweep(model: IEMFNet, config: RunConfig, split: str = 
 
     Inverse effectiveness predicts the largest gain where the stronger modality is weakest (slope < 0).
     """
-    from tqdm.auto import tqdm
-
     if config.train.dataset != "avdigits":
         raise UserError(f"the sweep corrupts AV-Digits; run {config.train.dataset!r} has no corruptions, "
                         "evaluate it without --sweep")
     model = model.to(device).eval()
     cells = []
     grid = [(snr, std) for snr in audio_snrs_db for std in image_noise_stds]
-    for snr, std in tqdm(grid, desc="sweep", disable=not progress, leave=False):
+    for snr, std in progress_bar(grid, desc="sweep", unit="cell", enabled=progress):
         corruption = {"audio_snr_db": snr, "image_noise_std": std}
         data = Batches(load_dataset(config, split, corruption), torch.device(device))
         m = evaluate(model, config.model, data, config.train.eval_batch_size, seed=config.train.seed)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from iemf_neuro.provenance import atomic_path
+from iemf_neuro.sweep_plot import draw_sweep
 
 
 def _figure(ncols: int):
@@ -56,16 +57,5 @@ def plot_training(history: list[dict[str, Any]], plots_dir: Path) -> None:
 def plot_sweep(cells: list[dict[str, Any]], fit: dict[str, float], path: Path) -> None:
     """Multisensory gain against the stronger unimodal accuracy, one point per corruption cell."""
     plt, fig, (ax,) = _figure(1)
-    x = [c["best_unimodal_accuracy"] for c in cells]
-    y = [c["multisensory_gain"] for c in cells]
-    sc = ax.scatter(x, y, c=[c["audio_accuracy"] - c["visual_accuracy"] for c in cells], cmap="coolwarm",
-                    vmin=-1, vmax=1)
-    fig.colorbar(sc, ax=ax, label="audio - visual accuracy")
-    xs = [min(x), max(x)]
-    ax.plot(xs, [fit["intercept"] + fit["slope"] * v for v in xs], color="black",
-            label=f"fit: slope {fit['slope']:.2f}, r {fit['pearson_r']:.2f}")
-    ax.axhline(0.0, color="grey", lw=0.8)
-    ax.set(xlabel="stronger unimodal accuracy", ylabel="multisensory gain (fused - best unimodal)",
-           title="inverse effectiveness")
-    ax.legend()
+    draw_sweep(fig, ax, cells, fit)
     _save(plt, fig, path)

@@ -31,6 +31,7 @@ from torch import nn
 
 from iemf_neuro.errors import UserError
 from iemf_neuro.models import IEMFNet, build_model, encode_inputs, neuron_kernels
+from iemf_neuro.progress import progress as progress_bar
 from iemf_neuro.provenance import provenance, write_json_atomic, write_text_atomic
 
 from .checkpoint import checkpoint_paths, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -187,12 +188,6 @@ def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> tuple[Ru
     return config, payload
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True)
-
-
 def train(run_dir: str | Path, config: RunConfig, resume: bool = False, device: str = "cpu", *,
           datasets: dict[str, Any] | None = None, progress: bool = True) -> TrainResult:
     """Train ``config`` into ``run_dir`` (see docs/architecture.md for the layout) and test best.pt.
@@ -238,7 +233,8 @@ def train(run_dir: str | Path, config: RunConfig, resume: bool = False, device: 
                             f"({len(data['train']) // info.world}); lower it with --set batch_size=...")
         net.train()
         sums: dict[str, float] = {}
-        bar = _progress(len(batches), f"epoch {epoch + 1}/{t.epochs}", progress and info.is_main)
+        bar = progress_bar(total=len(batches), desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch",
+                           enabled=progress and info.is_main, summary=False)  # the epoch line follows
         for step, (audio, image, labels) in enumerate(data["train"](batches)):
             stats = train_step(ctx, audio, image, labels, epoch)
             values = {k: float(v) for k, v in stats.items()}

@@ -1,0 +1,17 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def full_fsdd() -> Path:
+    """All 3,000 FSDD recordings, named by IEMF_FSDD_DIR (CI sets it); the subset in tests/fixtures is not enough."""
+    value = os.environ.get("IEMF_FSDD_DIR")
+    if not value:
+        pytest.skip("needs the full FSDD: set IEMF_FSDD_DIR to FSDD's recordings/ folder (CI sets ../shared/data/fsdd)")
+    return Path(value)
