@@ -18,8 +18,8 @@ processes graph step t of sample k at Lava step ``k*T + t + lat + 1`` (Lava coun
 ``build_network`` creates the processes: ``LIFReset`` (state zeroed at the start of each sample window,
 reset_interval = T, reset_offset = lat + 1), ``LIVoltage`` for non-spiking neurons (LIFReset that never
 spikes and sends v), ``SynapseDense``/``SynapseSparse`` (Dense/Sparse that add the bias each step, and on
-recurrent edges drop the value in flight at the window start) and ``DelayLine``. Windows of consecutive
-samples abut, so samples stream back to back in one run with no gap steps.
+recurrent edges drop the value in flight at the window start) and ``DelayLine``, all in ``lava_processes``.
+Windows of consecutive samples abut, so samples stream back to back in one run with no gap steps.
 """
 
 from __future__ import annotations
@@ -297,126 +297,6 @@ def plan_graph(graph: nir.NIRGraph, dt: float | None = None) -> LavaPlan:
                     metadata=dict(graph.metadata) if isinstance(graph.metadata, dict) else {})
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Lava processes (imported lazily: Lava sets multiprocessing's start method to 'fork' at import).
-# ---------------------------------------------------------------------------------------------------------
-
-_LAVA: dict[str, Any] = {}
-
-
-def lava_types() -> dict[str, Any]:
-    """Our small Process/ProcessModel pairs, defined on first use."""
-    if _LAVA:
-        return _LAVA
-    from lava.magma.core.decorator import implements, requires, tag
-    from lava.magma.core.model.py.model import PyLoihiProcessModel
-    from lava.magma.core.model.py.ports import PyInPort, PyOutPort
-    from lava.magma.core.model.py.type import LavaPyType
-    from lava.magma.core.process.ports.ports import InPort, OutPort
-    from lava.magma.core.process.process import AbstractProcess
-    from lava.magma.core.process.variable import Var
-    from lava.magma.core.resources import CPU
-    from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
-    from lava.proc.dense.models import PyDenseModelBitAcc, PyDenseModelFloat
-    from lava.proc.dense.process import Dense
-    from lava.proc.lif.models import PyLifResetModelBitAcc, PyLifResetModelFloat
-    from lava.proc.lif.process import LIFReset
-    from lava.proc.sparse.models import PySparseModelBitAcc, PySparseModelFloat
-    from lava.proc.sparse.process import Sparse
-
-    def synapse_init(self, bias: np.ndarray, reset_interval: int = 0, reset_offset: int = 0) -> None:
-        self.bias = Var(shape=(self.a_out.shape[0],), init=bias)
-        self.proc_params["reset_interval"] = reset_interval
-        self.proc_params["reset_offset"] = reset_offset
-
-    class SynapseDense(Dense):
-        """Dense whose output carries a bias each step; on recurrent edges (reset_interval > 0) the value
-        in flight at the target's window start is replaced by the bias alone (no spike of the last sample)."""
-
-        def __init__(self, *, weights, bias, reset_interval=0, reset_offset=0, **kwargs):
-            super().__init__(weights=weights, **kwargs)
-            synapse_init(self, bias, reset_interval, reset_offset)
-
-    class SynapseSparse(Sparse):
-        """Sparse with the bias and window reset of ``SynapseDense``."""
-
-        def __init__(self, *, weights, bias, reset_interval=0, reset_offset=0, **kwargs):
-            super().__init__(weights=weights, **kwargs)
-            synapse_init(self, bias, reset_interval, reset_offset)
-
-    class SynapseMixin:
-        """a_buff <- W s + bias; at a recurrent window start, the buffered value sent now is the bias only."""
-
-        def run_spk(self):
-            interval = self.proc_params["reset_interval"]
-            if interval and self.time_step % interval == self.proc_params["reset_offset"] % interval:
-                self.a_buff = np.zeros_like(self.a_buff) + self.bias
-            super().run_spk()
-            self.a_buff = self.a_buff + self.bias
-
-    models = {}
-    for proc, base, prec, dtype in ((SynapseDense, PyDenseModelFloat, "float", float),
-                                    (SynapseDense, PyDenseModelBitAcc, "fixed", np.int32),
-                                    (SynapseSparse, PySparseModelFloat, "float", float),
-                                    (SynapseSparse, PySparseModelBitAcc, "fixed", np.int32)):
-        attrs = {"bias": LavaPyType(np.ndarray, dtype), "__module__": __name__}
-        models[(proc, prec)] = type(f"Py{proc.__name__}{prec.title()}", (SynapseMixin, base), attrs)
-
-    class LIVoltage(LIFReset):
-        """LIFReset that never spikes and sends its membrane voltage v each step (LI / CubaLI outputs)."""
-
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.v_out = OutPort(shape=self.s_out.shape)
-
-    class VoltageMixin:
-        def spiking_activation(self):
-            return np.zeros(self.v.shape, dtype=bool)
-
-        def run_spk(self):
-            super().run_spk()
-            self.v_out.send(self.v)
-
-    for base, prec, dtype in ((PyLifResetModelFloat, "float", float), (PyLifResetModelBitAcc, "fixed", np.int32)):
-        attrs = {"v_out": LavaPyType(PyOutPort.VEC_DENSE, dtype), "__module__": __name__}
-        models[(LIVoltage, prec)] = type(f"PyLIVoltage{prec.title()}", (VoltageMixin, base), attrs)
-
-    class DelayLine(AbstractProcess):
-        """out[step] = in[step - delay] (delay >= 1): aligns branches of unequal depth before a merge."""
-
-        def __init__(self, *, shape: tuple[int, ...], delay: int):
-            super().__init__(shape=shape, delay=delay)
-            self.s_in = InPort(shape=shape)
-            self.s_out = OutPort(shape=shape)
-            self.buffer = Var(shape=(delay,) + tuple(shape), init=0)
-
-    def delay_model(prec: str, dtype):
-        @implements(proc=DelayLine, protocol=LoihiProtocol)
-        @requires(CPU)
-        @tag("floating_pt" if prec == "float" else "fixed_pt")
-        class PyDelayLine(PyLoihiProcessModel):
-            s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, dtype)
-            s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, dtype)
-            buffer: np.ndarray = LavaPyType(np.ndarray, dtype)
-
-            def run_spk(self):
-                self.s_out.send(self.buffer[0])
-                self.buffer = np.concatenate([self.buffer[1:], self.s_in.recv()[None]])
-
-        return PyDelayLine
-
-    for prec, dtype in (("float", float), ("fixed", np.int32)):
-        models[(DelayLine, prec)] = delay_model(prec, dtype)
-
-    _LAVA.update(SynapseDense=SynapseDense, SynapseSparse=SynapseSparse, LIVoltage=LIVoltage,
-                 DelayLine=DelayLine, LIFReset=LIFReset, models=models,
-                 lava_models={(Dense, "float"): PyDenseModelFloat, (Dense, "fixed"): PyDenseModelBitAcc,
-                              (Sparse, "float"): PySparseModelFloat, (Sparse, "fixed"): PySparseModelBitAcc,
-                              (LIFReset, "float"): PyLifResetModelFloat,
-                              (LIFReset, "fixed"): PyLifResetModelBitAcc})
-    return _LAVA
-
-
 @dataclass
 class LavaNetwork:
     """Built processes, keyed by graph names; the runner attaches sources and recorders to these ports."""
@@ -430,11 +310,11 @@ class LavaNetwork:
 
     def model_map(self) -> dict[Any, Any]:
         """Process (instance and class) -> ProcessModel: Lava then skips its slow directory search."""
-        lava = lava_types()
+        from .lava_processes import MODELS
+
         out = {}
         for proc in self.processes:
-            key = (type(proc), self.precision)
-            out[proc] = out[type(proc)] = lava["models"].get(key) or lava["lava_models"][key]
+            out[proc] = out[type(proc)] = MODELS[(type(proc), self.precision)]
         return out
 
 
@@ -460,7 +340,8 @@ def build_network(plan: LavaPlan, steps: int, precision: str = "float", quant: A
         raise UserError(f"precision {precision!r} is not supported; choose 'float' or 'fixed'")
     if precision == "fixed" and quant is None:
         raise UserError("fixed-point build needs the quantised plan; call converters.quantize.quantize_plan")
-    lava = lava_types()
+    from . import lava_processes as lava  # Lava sets multiprocessing's start method at import: only here
+
     processes: list[Any] = []
     neurons: dict[str, Any] = {}
     spike_ports: dict[str, Any] = {}
@@ -468,10 +349,10 @@ def build_network(plan: LavaPlan, steps: int, precision: str = "float", quant: A
         kwargs = dict(shape=(unit.size,), reset_interval=steps, reset_offset=unit.reset_offset % steps,
                       name=name, **neuron_params(unit, precision, quant))
         if unit.neuron.spiking:
-            proc = lava["LIFReset"](**kwargs)
+            proc = lava.LIFReset(**kwargs)
             spike_ports[name] = proc.s_out
         else:
-            proc = lava["LIVoltage"](**kwargs)
+            proc = lava.LIVoltage(**kwargs)
             spike_ports[name] = proc.v_out
         neurons[name] = proc
         processes.append(proc)
@@ -488,14 +369,14 @@ def build_network(plan: LavaPlan, steps: int, precision: str = "float", quant: A
         else:
             weight, bias, extra = proj.weight, proj.bias, {}
             bias = np.zeros(dst.size) if bias is None else bias
-        cls = lava["SynapseSparse"] if sp.issparse(weight) else lava["SynapseDense"]
+        cls = lava.SynapseSparse if sp.issparse(weight) else lava.SynapseDense
         reset = dict(reset_interval=steps, reset_offset=dst.reset_offset % steps) if proj.recurrent else {}
         syn = cls(weights=weight, bias=np.asarray(bias), num_message_bits=24 if graded else 0,
                   name=f"{proj.src}->{proj.dst}", **reset, **extra)
         processes.append(syn)
         entry = syn.s_in
         if proj.delay > 0:
-            line = lava["DelayLine"](shape=(src.size,), delay=proj.delay)
+            line = lava.DelayLine(shape=(src.size,), delay=proj.delay)
             line.s_out.connect(syn.s_in)
             processes.append(line)
             entry = line.s_in

@@ -6,38 +6,39 @@ u and v at the start of the window (``converters.nir_to_lava``). The run lasts `
 steps; recordings are shifted back by each unit's latency, so results line up with the graph's own timing.
 
 Data never moves through ``Var.get``: ``StreamSource`` reads the inputs from a ``.npy`` memory map and
-``StreamRecorder`` writes each layer's spikes (or voltages) straight into another memory map. A watchdog
-stops the run after ``timeout_s``; the runtime is always stopped and every child process it forked is
-joined (or killed) before the call returns, also on Ctrl-C and SIGTERM.
+``StreamRecorder`` writes each layer's spikes (or voltages) straight into another memory map
+(``hardware_targets.lava_stream``). Lava itself runs in one worker process of its own process group
+(``hardware_targets.lava_worker``); a watchdog stops it after ``timeout_s``, and on return, also after
+Ctrl-C or SIGTERM, the whole group has been stopped: nothing Lava forked outlives the call.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
+import pickle
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any, Iterator
 
 import nir
 import numpy as np
 
-from converters.nir_to_lava import LavaPlan, build_network, plan_graph
-from converters.quantize import QuantizedPlan, quantize_inputs, quantize_plan
+from converters.nir_to_lava import LavaPlan, plan_graph
+from converters.quantize import quantize_inputs, quantize_plan
 from iemf_neuro.errors import UserError
 from iemf_neuro.progress import progress as progress_bar
 
 PRECISIONS = ("float", "fixed")
 POLL_S = 0.05
-STOP_GRACE_S = 10.0
+STOP_GRACE_S = 5.0  # per stage of stopping a worker's group (SIGTERM, then SIGKILL)
 
 
 @dataclass
@@ -53,77 +54,6 @@ class LavaRun:
     wall_s: float
     precision: str = "float"
     quantization: dict[str, Any] = field(default_factory=dict)  # per layer (fixed only)
-
-
-_PROCS: dict[str, Any] = {}
-
-
-def _stream_types() -> dict[str, Any]:
-    """StreamSource / StreamRecorder and their float and fixed-point models, defined on first use."""
-    if _PROCS:
-        return _PROCS
-    from lava.magma.core.decorator import implements, requires, tag
-    from lava.magma.core.model.py.model import PyLoihiProcessModel
-    from lava.magma.core.model.py.ports import PyInPort, PyOutPort
-    from lava.magma.core.model.py.type import LavaPyType
-    from lava.magma.core.process.ports.ports import InPort, OutPort
-    from lava.magma.core.process.process import AbstractProcess
-    from lava.magma.core.resources import CPU
-    from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
-
-    class StreamSource(AbstractProcess):
-        """Sends ``data[k, t]`` at Lava step ``k*T + t + 1`` from a ``[N, T, size]`` .npy file, zeros after."""
-
-        def __init__(self, *, path: str, shape: tuple[int, ...]):
-            super().__init__(path=path, shape=shape)
-            self.s_out = OutPort(shape=shape)
-
-    class StreamRecorder(AbstractProcess):
-        """Writes what arrives at step ``k*T + t + latency + 1`` to ``[N, T, size]`` row (k, t) of a .npy
-        memory map; optionally the last step seen to a progress file (watchdog and progress bar)."""
-
-        def __init__(self, *, path: str, shape: tuple[int, ...], latency: int, progress: str = ""):
-            super().__init__(path=path, shape=shape, latency=latency, progress=progress)
-            self.s_in = InPort(shape=shape)
-
-    class SourceModel(PyLoihiProcessModel):
-        def __init__(self, proc_params):
-            super().__init__(proc_params)
-            self.data = np.load(proc_params["path"], mmap_mode="r")
-            self.zero = np.zeros(self.data.shape[2:], dtype=self.data.dtype)
-
-        def run_spk(self):
-            k, t = divmod(self.time_step - 1, self.data.shape[1])
-            self.s_out.send(np.array(self.data[k, t]) if k < self.data.shape[0] else self.zero)
-
-    class RecorderModel(PyLoihiProcessModel):
-        def __init__(self, proc_params):
-            super().__init__(proc_params)
-            self.out = np.load(proc_params["path"], mmap_mode="r+")
-            self.latency = proc_params["latency"]
-            path = proc_params["progress"]
-            self.progress = np.load(path, mmap_mode="r+") if path else None
-
-        def run_spk(self):
-            data = self.s_in.recv()
-            k, t = divmod(self.time_step - 1 - self.latency, self.out.shape[1])
-            if 0 <= k < self.out.shape[0]:
-                self.out[k, t] = data
-            if self.progress is not None:
-                self.progress[0] = self.time_step
-
-    models = {}
-    for prec, dtype in (("float", float), ("fixed", np.int32)):
-        tag_name = "floating_pt" if prec == "float" else "fixed_pt"
-        src = type(f"PyStreamSource{prec.title()}", (SourceModel,),
-                   {"s_out": LavaPyType(PyOutPort.VEC_DENSE, dtype), "__module__": __name__})
-        rec = type(f"PyStreamRecorder{prec.title()}", (RecorderModel,),
-                   {"s_in": LavaPyType(PyInPort.VEC_DENSE, dtype), "__module__": __name__})
-        for proc, model in ((StreamSource, src), (StreamRecorder, rec)):
-            models[(proc, prec)] = implements(proc=proc, protocol=LoihiProtocol)(
-                requires(CPU)(tag(tag_name)(model)))
-    _PROCS.update(StreamSource=StreamSource, StreamRecorder=StreamRecorder, models=models)
-    return _PROCS
 
 
 def check_inputs(plan: LavaPlan, inputs: dict[str, Any]) -> tuple[dict[str, np.ndarray], int, int]:
@@ -153,186 +83,78 @@ def check_inputs(plan: LavaPlan, inputs: dict[str, Any]) -> tuple[dict[str, np.n
     return out, int(n), int(t)
 
 
-class _Interrupts:
-    """Ctrl-C / SIGTERM while Lava runs, raised only where it is safe.
-
-    Raised wherever the signal lands, the interrupt can hit Lava's launch inside a fork hook, where Python
-    prints "Exception ignored" and the run carries on, or between a fork and multiprocessing's record of the
-    child, which then escapes reaping. So the handler only takes note, and ``check()`` (before the launch and
-    in the progress loop) raises KeyboardInterrupt once a signal has arrived. A second signal raises at once,
-    for a launch that hangs, unless cleanup has begun (``shield()``): stopping and reaping must finish.
-    Lava's forked children inherit the handler; there it hands the signal to the handler that was in place
-    before, so ``terminate()`` still stops them. A signal that was ignored stays ignored.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received: list[int] = []
-        self.shielded = False
-        self._owner = os.getpid()
-        self._previous: dict[int, Any] = {}
-
-    def check(self) -> None:
-        if self.received:
-            raise KeyboardInterrupt(f"signal {self.received[0]}")
-
-    def shield(self) -> None:
-        self.shielded = True
-
-    def _handle(self, signum, frame) -> None:
-        if os.getpid() != self._owner:
-            signal.signal(signum, self._previous[signum])
-            os.kill(os.getpid(), signum)
-            return
-        self.received.append(signum)
-        if len(self.received) > 1 and not self.shielded:
-            self.check()
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator["_Interrupts"]:
-        """Install the handler (main thread only), restore the previous ones after, then ``check()``."""
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                if signal.getsignal(sig) not in (signal.SIG_IGN, None):
-                    self._previous[sig] = signal.signal(sig, self._handle)
-        try:
-            yield self
-        finally:
-            self._restore(list(self._previous.items()))
-        self.check()
-
-    def _restore(self, handlers: list[tuple[int, Any]]) -> None:
-        """Each restore in the finally of the one before: a signal landing between two cannot skip the rest."""
-        if handlers:
-            try:
-                signal.signal(*handlers[0])
-            finally:
-                self._restore(handlers[1:])
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[None]:
+    """Ctrl-C / SIGTERM during cleanup are noted and raised after it: a half-stopped group would outlive us.
+    A signal that was ignored stays ignored; off the main thread, handlers cannot change and nothing is."""
+    received: list[int] = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise KeyboardInterrupt(f"signal {received[0]}")
 
 
-def _stop_runtime(proc: Any) -> None:
-    """proc.stop() in a helper thread, so a wedged runtime cannot hang the caller."""
-    def stop() -> None:
-        with contextlib.suppress(Exception):
-            proc.stop()
-
-    worker = threading.Thread(target=stop, daemon=True)
-    worker.start()
-    worker.join(STOP_GRACE_S)
-
-
-def _child_pids() -> set[int]:
-    """This process's direct children (zombies included), read from /proc; empty without /proc."""
-    me, found = os.getpid(), set()
-    proc = Path("/proc")
-    for entry in proc.iterdir() if proc.is_dir() else ():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = (entry / "stat").read_text()
-                if int(stat[stat.rindex(")") + 2:].split()[1]) == me:
-                    found.add(int(entry.name))
-    return found
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member we may not signal: it exists
+        return True
+    return True
 
 
-def _children() -> set[int]:
-    """Pids of this process's children: from /proc, and multiprocessing's (the only ones without /proc)."""
-    return _child_pids() | {c.pid for c in multiprocessing.active_children()}
-
-
-def _reap(before: set[int]) -> None:
-    """Join, then terminate, then kill every child started since ``before`` (``_children()`` then):
-    multiprocessing's children first, then any child it has no record of. Assumes, as the CLI is, that no
-    other thread of this process starts children meanwhile."""
-    children = [c for c in multiprocessing.active_children() if c.pid not in before]
-    deadline = time.monotonic() + 2.0
-    for child in children:
-        multiprocessing.Process.join(child, max(0.0, deadline - time.monotonic()))
-    for child in children:
-        if child.is_alive():
-            child.terminate()
-            multiprocessing.Process.join(child, 1.0)
-        if child.is_alive():
-            child.kill()
-            multiprocessing.Process.join(child, 1.0)
-    for pid in _child_pids() - before - {c.pid for c in children}:  # multiprocessing's own: reaped above
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+def _stop_group(worker: subprocess.Popen) -> None:
+    """Stop the worker's process group: a finished worker's stragglers get a grace to exit (multiprocessing's
+    resource tracker cleans Lava's shared memory after its last user), a running one SIGTERM; SIGKILL after
+    STOP_GRACE_S for whatever is left. Returns once the worker is reaped and its group is empty."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if worker.poll() is None or sig == signal.SIGKILL:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-            if _waited(pid, 1.0):
-                break
+                os.killpg(worker.pid, sig)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline:
+            if worker.poll() is not None and not _group_alive(worker.pid):
+                return
+            time.sleep(POLL_S)
+    worker.wait()
 
 
-def _waited(pid: int, timeout_s: float) -> bool:
-    """waitpid ``pid`` for up to ``timeout_s``; True once it is gone."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return True
-        except ChildProcessError:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-
-
-def _allow_lava_fork() -> None:
-    """Lava calls ``multiprocessing.set_start_method('fork')`` unforced at import, which raises once anything
-    (a training run in the same process, say) has fixed the start method; clear it so the import succeeds."""
-    if "lava.magma.runtime.message_infrastructure.multiprocessing" not in sys.modules:
-        multiprocessing.set_start_method(None, force=True)
-
-
-def _run(plan: LavaPlan, data: dict[str, np.ndarray], n: int, steps: int, precision: str,
-         quant: QuantizedPlan | None, workdir: Path, timeout_s: float | None, progress: bool,
-         interrupts: _Interrupts) -> int:
-    """Build, compile and run; returns the number of Lava steps. Recordings land in ``workdir``."""
-    _allow_lava_fork()
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-
-    procs = _stream_types()
-    net = build_network(plan, steps, precision, quant)
-    extra = []
-    for name, ports in net.input_ports.items():
-        src = procs["StreamSource"](path=str(workdir / f"in_{name}.npy"), shape=(plan.units[name].size,))
-        for port in ports:
-            src.s_out.connect(port)
-        extra.append(src)
-    deepest = max(net.spike_ports, key=lambda n: plan.units[n].latency)
-    total = n * steps + plan.max_latency
-    for name, port in net.spike_ports.items():
-        rec = procs["StreamRecorder"](path=str(workdir / f"rec_{name}.npy"), shape=(plan.units[name].size,),
-                                      latency=plan.units[name].latency,
-                                      progress=str(workdir / "progress.npy") if name == deepest else "")
-        port.connect(rec.s_in)
-        extra.append(rec)
-    model_map = net.model_map()
-    for proc in extra:
-        model_map[proc] = model_map[type(proc)] = procs["models"][(type(proc), precision)]
-    cfg = Loihi2SimCfg(select_tag="floating_pt" if precision == "float" else "fixed_pt",
-                       exception_proc_model_map=model_map)
+def _run(workdir: Path, total: int, precision: str, timeout_s: float | None, progress: bool) -> None:
+    """Run the job in ``workdir`` in a Lava worker of its own process group; the group is gone on return."""
+    log = open(workdir / "worker.log", "wb")
+    worker = subprocess.Popen([sys.executable, "-m", "hardware_targets.lava_worker", str(workdir)],
+                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                              preexec_fn=os.setpgrp)
+    log.close()
     counter = np.load(workdir / "progress.npy", mmap_mode="r")
-    anchor = extra[0]
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
-        interrupts.check()
-        anchor.run(condition=RunSteps(num_steps=total, blocking=False), run_cfg=cfg)
         with progress_bar(total=total, desc=f"lava {precision}", unit="step", enabled=progress) as bar:
-            while int(counter[0]) < total:
-                interrupts.check()
+            while worker.poll() is None:
                 if deadline is not None and time.monotonic() > deadline:
                     raise UserError(f"Lava simulation exceeded timeout_s={timeout_s:g} after {int(counter[0])} of "
                                     f"{total} steps; raise the timeout or simulate fewer samples")
                 bar.update(int(counter[0]) - bar.n)
                 time.sleep(POLL_S)
-            bar.update(total - bar.n)
-        anchor.wait()
+            bar.update(int(counter[0]) - bar.n)
     finally:
-        interrupts.shield()
-        _stop_runtime(anchor)
-    return total
+        with _deferred_signals():
+            _stop_group(worker)
+    if worker.returncode == 2 and (workdir / "error.txt").is_file():
+        raise UserError((workdir / "error.txt").read_text())
+    if worker.returncode != 0 or int(counter[0]) < total:
+        tail = (workdir / "worker.log").read_text(errors="replace").strip().splitlines()[-1:]
+        raise RuntimeError(f"the Lava worker stopped after {int(counter[0])} of {total} steps (exit code "
+                           f"{worker.returncode}): {tail[0] if tail else 'no output'}")
 
 
 def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision: str = "float",
@@ -349,8 +171,6 @@ def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision
     data, n, steps = check_inputs(plan, inputs)
     quant = quantize_plan(plan, data) if precision == "fixed" else None
     workdir = Path(tempfile.mkdtemp(prefix="iemf-lava-"))
-    resource_tracker.ensure_running()  # Lava's shared memory needs it: a child that must outlive the run
-    before = _children()
     try:
         for name, x in data.items():
             flat = x.reshape(n, steps, -1)
@@ -360,12 +180,10 @@ def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision
             np.lib.format.open_memmap(workdir / f"rec_{name}.npy", mode="w+", dtype=dtype,
                                       shape=(n, steps, unit.size)).flush()
         np.save(workdir / "progress.npy", np.zeros(1, dtype=np.int64))
-        with _Interrupts().installed() as interrupts:
-            try:
-                total = _run(plan, data, n, steps, precision, quant, workdir, timeout_s, progress, interrupts)
-            finally:
-                interrupts.shield()
-                _reap(before)
+        job = {"plan": plan, "quant": quant, "n": n, "steps": steps, "precision": precision}
+        (workdir / "job.pkl").write_bytes(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+        total = n * steps + plan.max_latency
+        _run(workdir, total, precision, timeout_s, progress)
         spikes, voltages = {}, {}
         for name, unit in plan.neurons.items():
             rec = np.load(workdir / f"rec_{name}.npy").reshape(n, steps, *unit.shape)

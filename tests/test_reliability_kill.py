@@ -187,143 +187,51 @@ def test_watchdog_stops_a_long_run_cleanly(case, tmp_path):
     assert not check_output(out) and not list(tmp.iterdir())
 
 
-def test_reap_stops_lava_system_processes():
-    """Lava's runtime children are SystemProcess objects, whose join() takes no timeout: reaping must still
-    stop a child that does not exit by itself, within its grace periods."""
-    import multiprocessing
-
-    from hardware_targets.lava_sim import _allow_lava_fork, _child_pids, _reap
-
-    _allow_lava_fork()  # importing Lava fails once anything (torch.compile's workers, say) fixed the start method
-    from lava.magma.runtime.message_infrastructure.multiprocessing import SystemProcess
-
-    before = _child_pids()
-    child = SystemProcess(target=time.sleep, args=(60,), daemon=False)
-    child.start()
-    try:
-        start = time.monotonic()
-        _reap(before)
-        assert time.monotonic() - start < 5.0
-        assert proc_stat(child.pid) is None or proc_stat(child.pid)[2] == "Z"
-    finally:
-        if proc_stat(child.pid) is not None:
-            os.kill(child.pid, signal.SIGKILL)
-        multiprocessing.Process.join(child, 5.0)
-
-
-def test_reap_stops_children_multiprocessing_has_no_record_of():
-    """A child forked where an interrupt cut multiprocessing's bookkeeping short is found in /proc."""
-    from hardware_targets.lava_sim import _child_pids, _reap
-
-    before = _child_pids()
-    child = subprocess.Popen(["sleep", "60"])
-    try:
-        assert child.pid in _child_pids() - before
-        start = time.monotonic()
-        _reap(before)
-        assert time.monotonic() - start < 3.0
-        assert proc_stat(child.pid) is None  # stopped and waited for: not even a zombie
-    finally:
-        if proc_stat(child.pid) is not None:
-            child.kill()
-
-
-def test_interrupts_during_lava_are_deferred_to_a_safe_point():
-    """The first Ctrl-C/SIGTERM only takes note (raised by check() or when the block ends); a second one
-    raises at once; the previous handlers are back afterwards."""
-    from hardware_targets.lava_sim import _Interrupts
-
-    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    reached = False
-    with pytest.raises(KeyboardInterrupt):
-        with _Interrupts().installed():
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.05)  # the handler has run by now, and raised nothing
-            reached = True
-    assert reached
-    with pytest.raises(KeyboardInterrupt):
-        with _Interrupts().installed() as interrupts:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            interrupts.check()
+def test_a_sigkilled_caller_takes_its_lava_worker_with_it(case, tmp_path):
+    """SIGKILL gives `simulate` no chance to stop Lava: its worker notices, stops and removes its files."""
+    np.savez(tmp_path / "long.npz", **small_inputs(samples=5000))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    argv = [sys.executable, "-m", "iemf_neuro.cli", "simulate", str(case / "graph.nir"), "--inputs",
+            str(tmp_path / "long.npz"), "--steps", str(STEPS), "--out", str(tmp_path / "out.npz"), "--no-progress"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"})
+    seen: set[tuple[int, int]] = set()
     start = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        with _Interrupts().installed():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(5)  # cut short: the second signal raises at once
-    assert time.monotonic() - start < 2.0
-    with _Interrupts().installed() as interrupts:
-        interrupts.check()  # no signal, nothing raised
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    while len(seen) < 4 and proc.poll() is None and time.monotonic() - start < 90:  # worker + Lava's forks
+        seen |= descendants(proc.pid)
+        time.sleep(POLL_S)
+    assert proc.poll() is None and len(seen) >= 4, "Lava never started"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + EXIT_TIMEOUT_S
+    while alive(seen) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = alive(seen)
+    for pid, _ in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"Lava processes outlived their SIGKILLed caller: {sorted(left)}"
+    assert not list(tmp.iterdir()), "the worker left its files behind"
 
 
-def test_cleanup_is_not_cut_short_by_further_signals():
-    """Once stopping and reaping have begun, every further signal is only noted: they must finish."""
-    from hardware_targets.lava_sim import _Interrupts
-
-    finished = False
-    with pytest.raises(KeyboardInterrupt):
-        with _Interrupts().installed() as interrupts:
-            os.kill(os.getpid(), signal.SIGINT)
-            interrupts.shield()
-            for _ in range(3):
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(0.05)
-            finished = True
-    assert finished
-
-
-def test_an_ignored_signal_stays_ignored():
-    from hardware_targets.lava_sim import _Interrupts
-
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        with _Interrupts().installed() as interrupts:
-            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            interrupts.check()
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def test_forked_children_answer_terminate_as_before():
-    """A child forked while the handler is installed (as Lava's are) hands SIGTERM to the handler in place
-    before (here the default), so terminate() stops it at once instead of being noted and ignored."""
-    import multiprocessing
-
-    from hardware_targets.lava_sim import _Interrupts
-
-    ctx = multiprocessing.get_context("fork")
-    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # other tests may have left the CLI's handler
-    try:
-        with _Interrupts().installed():
-            child = ctx.Process(target=time.sleep, args=(30,))
-            child.start()
-            time.sleep(0.2)
-            start = time.monotonic()
-            child.terminate()
-            child.join(5.0)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert child.exitcode == -signal.SIGTERM and time.monotonic() - start < 1.0
-
-
-def test_reap_spares_children_that_existed_before_even_without_proc(monkeypatch):
-    """Where /proc is missing, multiprocessing's own record keeps pre-existing children out of reaping."""
-    import multiprocessing
-
-    import hardware_targets.lava_sim as lava_sim
-
-    monkeypatch.setattr(lava_sim, "_child_pids", lambda: set())
-    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
-    child.start()
-    try:
-        lava_sim._reap(lava_sim._children())
-        assert child.is_alive()
-    finally:
-        child.kill()
-        child.join(5.0)
+def test_lava_runs_whatever_start_method_the_caller_fixed():
+    """Lava forks its processes in a worker of its own: a caller that fixed another multiprocessing start
+    method (torch.compile's workers, a training run) still simulates, twice, and leaves no child behind."""
+    code = ("import multiprocessing, numpy as np\n"
+            "multiprocessing.set_start_method('spawn', force=True)\n"
+            "from test_fuzz_nir import small_graph, small_inputs\n"
+            "from hardware_targets.lava_sim import simulate_graph\n"
+            "for _ in range(2):\n"
+            "    run = simulate_graph(small_graph(), small_inputs(samples=3), progress=False)\n"
+            "print('spikes', int(sum(s.sum() for s in run.spikes.values())))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            start_new_session=True)
+    seen: set[tuple[int, int]] = set()
+    while proc.poll() is None:
+        seen |= descendants(proc.pid)
+        time.sleep(POLL_S)
+    stdout, stderr = (stream.read().decode() for stream in (proc.stdout, proc.stderr))
+    assert proc.returncode == 0 and int(stdout.split()[-1]) > 0, stderr[-2000:]
+    assert "resource_tracker" not in stderr, stderr[-2000:]
+    assert seen and not alive(seen)

@@ -1,0 +1,148 @@
+"""The small Lava Process/ProcessModel pairs that ``nir_to_lava.build_network`` adds to Lava's own.
+
+    SynapseDense / SynapseSparse   Dense / Sparse whose output carries a bias each step; on recurrent edges the
+                                   value in flight at the target's window start is replaced by the bias alone
+    LIVoltage                      LIFReset that never spikes and sends its membrane voltage v (LI, CubaLI)
+    DelayLine                      out[step] = in[step - delay]: aligns branches of unequal depth
+
+Each has a float model and a bit-accurate fixed-point model. ``MODELS`` maps (process class, precision) to
+the model for these and for the Lava processes used as they are, so a build names every model and Lava
+skips its slow directory search. Imports Lava at module level: import this module only where Lava runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.dense.models import PyDenseModelBitAcc, PyDenseModelFloat
+from lava.proc.dense.process import Dense
+from lava.proc.lif.models import PyLifResetModelBitAcc, PyLifResetModelFloat
+from lava.proc.lif.process import LIFReset
+from lava.proc.sparse.models import PySparseModelBitAcc, PySparseModelFloat
+from lava.proc.sparse.process import Sparse
+
+
+def _synapse_vars(proc: AbstractProcess, bias: np.ndarray, reset_interval: int, reset_offset: int) -> None:
+    proc.bias = Var(shape=(proc.a_out.shape[0],), init=bias)
+    proc.proc_params["reset_interval"] = reset_interval
+    proc.proc_params["reset_offset"] = reset_offset
+
+
+class SynapseDense(Dense):
+    """Dense with a per-step bias; with ``reset_interval`` > 0 (recurrent edges) the value in flight at the
+    target's window start is the bias alone (no spike of the previous sample crosses into the next)."""
+
+    def __init__(self, *, weights, bias, reset_interval=0, reset_offset=0, **kwargs):
+        super().__init__(weights=weights, **kwargs)
+        _synapse_vars(self, bias, reset_interval, reset_offset)
+
+
+class SynapseSparse(Sparse):
+    """Sparse with the bias and window reset of ``SynapseDense``."""
+
+    def __init__(self, *, weights, bias, reset_interval=0, reset_offset=0, **kwargs):
+        super().__init__(weights=weights, **kwargs)
+        _synapse_vars(self, bias, reset_interval, reset_offset)
+
+
+class _SynapseStep:
+    """a_buff <- W s + bias; at a recurrent window start, the buffered value sent now is the bias only."""
+
+    def run_spk(self):
+        interval = self.proc_params["reset_interval"]
+        if interval and self.time_step % interval == self.proc_params["reset_offset"] % interval:
+            self.a_buff = np.zeros_like(self.a_buff) + self.bias
+        super().run_spk()
+        self.a_buff = self.a_buff + self.bias
+
+
+class PySynapseDenseFloat(_SynapseStep, PyDenseModelFloat):
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+class PySynapseDenseFixed(_SynapseStep, PyDenseModelBitAcc):
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int32)
+
+
+class PySynapseSparseFloat(_SynapseStep, PySparseModelFloat):
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+class PySynapseSparseFixed(_SynapseStep, PySparseModelBitAcc):
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int32)
+
+
+class LIVoltage(LIFReset):
+    """LIFReset that never spikes and sends its membrane voltage v each step (LI / CubaLI outputs)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.v_out = OutPort(shape=self.s_out.shape)
+
+
+class _VoltageStep:
+    def spiking_activation(self):
+        return np.zeros(self.v.shape, dtype=bool)
+
+    def run_spk(self):
+        super().run_spk()
+        self.v_out.send(self.v)
+
+
+class PyLIVoltageFloat(_VoltageStep, PyLifResetModelFloat):
+    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+
+class PyLIVoltageFixed(_VoltageStep, PyLifResetModelBitAcc):
+    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+
+
+class DelayLine(AbstractProcess):
+    """out[step] = in[step - delay] (delay >= 1): aligns branches of unequal depth before a merge."""
+
+    def __init__(self, *, shape: tuple[int, ...], delay: int):
+        super().__init__(shape=shape, delay=delay)
+        self.s_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.buffer = Var(shape=(delay,) + tuple(shape), init=0)
+
+
+class _DelayStep(PyLoihiProcessModel):
+    def run_spk(self):
+        self.s_out.send(self.buffer[0])
+        self.buffer = np.concatenate([self.buffer[1:], self.s_in.recv()[None]])
+
+
+@implements(proc=DelayLine, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyDelayLineFloat(_DelayStep):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    buffer: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+@implements(proc=DelayLine, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDelayLineFixed(_DelayStep):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+    buffer: np.ndarray = LavaPyType(np.ndarray, np.int32)
+
+
+MODELS = {
+    (SynapseDense, "float"): PySynapseDenseFloat, (SynapseDense, "fixed"): PySynapseDenseFixed,
+    (SynapseSparse, "float"): PySynapseSparseFloat, (SynapseSparse, "fixed"): PySynapseSparseFixed,
+    (LIVoltage, "float"): PyLIVoltageFloat, (LIVoltage, "fixed"): PyLIVoltageFixed,
+    (DelayLine, "float"): PyDelayLineFloat, (DelayLine, "fixed"): PyDelayLineFixed,
+    (LIFReset, "float"): PyLifResetModelFloat, (LIFReset, "fixed"): PyLifResetModelBitAcc,
+}
