@@ -2,7 +2,7 @@
 
 NIR files come from other frameworks and other nir versions, so nothing in them is trusted. ``read_graph``
 checks, in this order, without reading any array: the file exists and is HDF5; it holds ``version`` (nir
-1.x) and a ``node`` group; every node group names a known type; no links, external or virtual storage;
+0.x or 1.x: what nir 1.0.8's reader reads, the NIR paper's own graphs included) and a ``node`` group; every node group names a known type; no links, external or virtual storage;
 every parameter dataset is real numeric; the declared dataset sizes sum to at most ``max_elements`` (a
 gzip-compressed dataset of a few bytes can declare terabytes). Only then does ``nir.read`` load it, and
 ``validate_graph`` checks what a simulator relies on:
@@ -33,7 +33,7 @@ from .graph_cycles import strongly_connected
 MAX_ELEMENTS = 2**28  # default cap on the summed declared elements of every dataset (2 GiB as float64)
 MAX_ELEMENTS_ENV = "IEMF_NEURO_MAX_NIR_ELEMENTS"  # environment override of the cap
 MAX_NODES = 100_000  # node groups per file
-SUPPORTED_MAJOR = 1  # nir file format major version read here
+SUPPORTED_MAJORS = (0, 1)  # nir file format major versions read here: what nir 1.0.8's reader reads
 
 NEURON_TYPES = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI)
 SUPPORTED_TYPES = {t.__name__: t for t in (
@@ -103,9 +103,9 @@ def inspect_file(path: Path, limit: int) -> None:
                             "re-export it with nir.write")
         version = _text(f["version"], path, "version")
         major = version.split(".")[0]
-        if not major.isdigit() or int(major) != SUPPORTED_MAJOR:
-            raise UserError(f"{path} was written by nir {version!r}; this toolchain reads nir "
-                            f"{SUPPORTED_MAJOR}.x files: re-export it with nir {SUPPORTED_MAJOR}.x")
+        if not major.isdigit() or int(major) not in SUPPORTED_MAJORS:
+            raise UserError(f"{path} was written by nir {version!r}; this toolchain reads files of nir "
+                            f"{' and '.join(f'{m}.x' for m in SUPPORTED_MAJORS)}: re-export it with nir 1.x")
         total, nodes = 0, 0
         for name, obj in _walk(f, path):
             if isinstance(obj, h5py.Group):

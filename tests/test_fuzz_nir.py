@@ -210,7 +210,7 @@ def mutate_structure(path: Path, data) -> None:
         elif kind == "numeric-version":
             _replace(f, "version", data=data.draw(st.floats(allow_nan=True)))
         elif kind == "foreign-version":
-            text = data.draw(st.from_regex(r"\A(0|[2-9]|1[0-9])\.[0-9]{1,2}(\.[0-9])?\Z"))
+            text = data.draw(st.from_regex(r"\A([2-9]|1[0-9])\.[0-9]{1,2}(\.[0-9])?\Z"))  # 0.x and 1.x are read
             _replace(f, "version", data=text, dtype=h5py.string_dtype())
         elif kind == "no-node":
             del f["node"]

@@ -1,0 +1,73 @@
+"""Graphs written by other nir versions: what nir 1.0.8 reads (nir 0.x files included) is simulated exactly."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from converters.nir_executor import run_graph
+from converters.nir_io import read_graph
+from hardware_targets.lava_sim import simulate_graph
+from iemf_neuro.cli import main
+from iemf_neuro.errors import UserError
+
+DT = 1e-3
+
+
+def write_nir0(path, version: str, rng: np.random.Generator) -> None:
+    """A file laid out as nir 0.1/0.2 wrote them (Input/Output carry ``shape``, no ``input_type``), like the
+    NIR paper's LIF, Braille-RNN and CNN graphs: Input(3) -> Linear -> LIF(4) -> Affine -> LIF(2) -> Output."""
+    nodes = {
+        "in": {"type": "Input", "shape": np.array([3])},
+        "lin": {"type": "Linear", "weight": rng.uniform(0, 1, (4, 3))},
+        "lif1": {"type": "LIF", "tau": np.full(4, 0.01), "r": np.full(4, 10.0), "v_leak": np.zeros(4),
+                 "v_threshold": np.ones(4)},
+        "fc": {"type": "Affine", "weight": rng.uniform(0, 1.5, (2, 4)), "bias": np.full(2, 0.05)},
+        "lif2": {"type": "LIF", "tau": np.full(2, 0.02), "r": np.full(2, 10.0), "v_leak": np.zeros(2),
+                 "v_threshold": np.ones(2)},
+        "out": {"type": "Output", "shape": np.array([2])},
+    }
+    edges = [("in", "lin"), ("lin", "lif1"), ("lif1", "fc"), ("fc", "lif2"), ("lif2", "out")]
+    text = h5py.string_dtype()
+    with h5py.File(path, "w") as f:
+        f.create_dataset("version", data=version, dtype=text)
+        graph = f.create_group("node")
+        graph.create_dataset("type", data="NIRGraph", dtype=text)
+        graph.create_dataset("edges", data=np.array(edges, dtype=object), dtype=text)
+        for name, fields in nodes.items():
+            group = graph.create_group(f"nodes/{name}")
+            for key, value in fields.items():
+                group.create_dataset(key, data=value, dtype=text if key == "type" else None)
+
+
+@pytest.mark.parametrize("version", ["0.1.1", "0.2.0"])
+def test_nir0_files_are_read_and_simulated_spike_for_spike(tmp_path, version):
+    path = tmp_path / "old.nir"
+    write_nir0(path, version, np.random.default_rng(0))
+    graph = read_graph(path)
+    inputs = {"in": (np.random.default_rng(1).random((3, 30, 3)) < 0.5).astype(np.float64)}
+    lava = simulate_graph(graph, inputs, dt=DT, progress=False)
+    ref = run_graph(graph, {"in": torch.from_numpy(inputs["in"])}, dt=DT)
+    for layer in ("lif1", "lif2"):
+        assert lava.spikes[layer].sum() > 0, f"{layer} never spikes: the comparison would be vacuous"
+        np.testing.assert_array_equal(lava.spikes[layer], ref.spikes[layer].numpy().astype(np.uint8), err_msg=layer)
+
+
+def test_simulate_cli_takes_a_nir0_file(tmp_path, capsys):
+    write_nir0(tmp_path / "old.nir", "0.2.0", np.random.default_rng(2))
+    np.savez(tmp_path / "x.npz", **{"in": (np.random.default_rng(3).random((2, 20, 3)) < 0.5).astype(np.float32)})
+    code = main(["simulate", str(tmp_path / "old.nir"), "--inputs", str(tmp_path / "x.npz"), "--steps", "20",
+                 "--dt", str(DT), "--out", str(tmp_path / "y.npz"), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    with np.load(tmp_path / "y.npz") as out:
+        assert out["out"].shape == (2, 20, 2)
+
+
+@pytest.mark.parametrize("version", ["2.0.0", "x.1"])
+def test_other_nir_versions_are_refused_in_one_line(tmp_path, version):
+    write_nir0(tmp_path / "new.nir", version, np.random.default_rng(0))
+    with pytest.raises(UserError, match=r"reads files of nir 0\.x and 1\.x") as info:
+        read_graph(tmp_path / "new.nir")
+    assert "\n" not in str(info.value)
