@@ -8,7 +8,8 @@ gzip-compressed dataset of a few bytes can declare terabytes). Only then does ``
 ``validate_graph`` checks what a simulator relies on:
 
 * at least one ``Input`` and one ``Output`` node, only node types the toolchain simulates;
-* finite, real parameters; a neuron's fields all of one shape; time constants > 0;
+* finite, real parameters; a neuron's fields all of one shape; time constants > 0; a neuron node with
+  single-valued fields gets one neuron per incoming value (its fields broadcast, in place);
 * edges name existing nodes, none twice; along every edge the source's output size equals what the
   target takes (``Affine``/``Linear`` weight columns, a neuron population's size, a ``Conv2d``'s input);
 * every cycle passes through a stateful neuron node (else step t depends on itself).
@@ -215,7 +216,7 @@ def validate_graph(graph: nir.NIRGraph, limit: int | None = None, where: str = "
             raise UserError(f"{where}: the graph has no {kind.__name__} node; add nir.{kind.__name__} nodes for "
                             "the data it takes and gives")
     edges = _check_edges(graph, where)
-    _check_sizes(graph, edges, where)
+    _broadcast_scalar_neurons(graph, _check_sizes(graph, edges, where))
     _check_cycles(graph, edges, where)
 
 
@@ -336,6 +337,8 @@ def _node_in_out(node: nir.NIRNode, in_shape: tuple[int, ...] | None):
         return cols, (rows,)
     if isinstance(node, NEURON_TYPES):
         shape = np.asarray(node.r).shape
+        if math.prod(shape) == 1 and in_shape is not None:  # scalar parameters: one per incoming value
+            return None, in_shape
         return math.prod(shape), shape
     if isinstance(node, nir.Scale):
         shape = np.asarray(node.scale).shape
@@ -360,8 +363,9 @@ def _node_in_out(node: nir.NIRNode, in_shape: tuple[int, ...] | None):
     return None, in_shape  # Delay, Threshold: elementwise
 
 
-def _check_sizes(graph: nir.NIRGraph, edges: list[tuple[str, str]], where: str) -> None:
-    """Propagate output shapes from the Input nodes; every edge's source size must equal the target's input."""
+def _check_sizes(graph: nir.NIRGraph, edges: list[tuple[str, str]], where: str) -> dict[str, tuple[int, ...] | None]:
+    """Propagate output shapes from the Input nodes; every edge's source size must equal the target's input.
+    Returns each node's output shape (None where it cannot be known)."""
     incoming: dict[str, list[str]] = {n: [] for n in graph.nodes}
     for src, dst in edges:
         incoming[dst].append(src)
@@ -383,7 +387,20 @@ def _check_sizes(graph: nir.NIRGraph, edges: list[tuple[str, str]], where: str) 
             if shape is not None and out.get(name) != shape:
                 out[name], changed = shape, True
         if not changed:
-            return
+            break
+    return out
+
+
+def _broadcast_scalar_neurons(graph: nir.NIRGraph, shapes: dict[str, tuple[int, ...] | None]) -> None:
+    """A neuron node whose parameters are single values (Sinabs' and Norse's default export) means one neuron per
+    incoming value: give it full arrays of its input's shape, in place, so every simulator sees a population."""
+    for name, node in graph.nodes.items():
+        shape = shapes.get(name)
+        if isinstance(node, NEURON_TYPES) and np.asarray(node.r).size == 1 and shape and math.prod(shape) > 1:
+            for key in NEURON_FIELDS[type(node)]:
+                value = getattr(node, key, None)
+                if value is not None:
+                    setattr(node, key, np.full(shape, np.asarray(value, dtype=np.float64).reshape(-1)[0]))
 
 
 def _check_cycles(graph: nir.NIRGraph, edges: list[tuple[str, str]], where: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import h5py
+import nir
 import numpy as np
 import pytest
 import torch
@@ -71,3 +72,21 @@ def test_other_nir_versions_are_refused_in_one_line(tmp_path, version):
     with pytest.raises(UserError, match=r"reads files of nir 0\.x and 1\.x") as info:
         read_graph(tmp_path / "new.nir")
     assert "\n" not in str(info.value)
+
+
+def test_scalar_neuron_parameters_broadcast_over_the_incoming_edge(tmp_path):
+    """Sinabs and Norse write one value per parameter, meant for every neuron the edge feeds."""
+    rng = np.random.default_rng(4)
+    nodes = {"in": nir.Input(input_type=np.array([3])),
+             "fc": nir.Affine(weight=rng.uniform(0, 1, (5, 3)), bias=np.zeros(5)),
+             "lif": nir.LIF(tau=np.array([0.01]), r=np.array([10.0]), v_leak=np.array([0.0]), v_threshold=np.array([1.0])),
+             "out": nir.Output(output_type=np.array([5]))}
+    nir.write(tmp_path / "scalar.nir", nir.NIRGraph(nodes=nodes, edges=[("in", "fc"), ("fc", "lif"), ("lif", "out")],
+                                                     type_check=False))
+    graph = read_graph(tmp_path / "scalar.nir")
+    assert all(np.asarray(getattr(graph.nodes["lif"], k)).shape == (5,) for k in ("tau", "r", "v_leak", "v_threshold"))
+    inputs = {"in": (rng.random((2, 25, 3)) < 0.5).astype(np.float64)}
+    lava = simulate_graph(graph, inputs, dt=DT, progress=False)
+    ref = run_graph(graph, {"in": torch.from_numpy(inputs["in"])}, dt=DT)
+    assert lava.spikes["lif"].shape == (2, 25, 5) and lava.spikes["lif"].sum() > 0
+    np.testing.assert_array_equal(lava.spikes["lif"], ref.spikes["lif"].numpy().astype(np.uint8))
