@@ -176,7 +176,7 @@ class _Plan:
         self.preds, succ = adjacency(graph)
         for n, node in graph.nodes.items():
             if isinstance(node, nir.NIRGraph):
-                raise UserError(f"node {n!r} is a nested NIRGraph; flatten sub-graphs before running the graph")
+                raise UserError(f"node {n!r} is a nested NIRGraph; inline it with converters.nir_io.flatten_graph (read_graph does)")
             if isinstance(node, nir.Input) and self.preds[n]:
                 raise UserError(f"Input node {n!r} has incoming edges; inputs can only feed other nodes")
             if not isinstance(node, nir.Input) and not self.preds[n]:

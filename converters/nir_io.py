@@ -4,8 +4,8 @@ NIR files come from other frameworks and other nir versions, so nothing in them 
 checks, in this order, without reading any array: the file exists and is HDF5; it holds ``version`` (nir
 0.x or 1.x: what nir 1.0.8's reader reads, the NIR paper's own graphs included) and a ``node`` group; every node group names a known type; no links, external or virtual storage;
 every parameter dataset is real numeric; the declared dataset sizes sum to at most ``max_elements`` (a
-gzip-compressed dataset of a few bytes can declare terabytes). Only then does ``nir.read`` load it, and
-``validate_graph`` checks what a simulator relies on:
+gzip-compressed dataset of a few bytes can declare terabytes). Only then does ``nir.read`` load it,
+``flatten_graph`` inlines nested graphs, and ``validate_graph`` checks what a simulator relies on:
 
 * at least one ``Input`` and one ``Output`` node, only node types the toolchain simulates;
 * finite, real parameters; a neuron's fields all of one shape; time constants > 0; a neuron node with
@@ -82,8 +82,43 @@ def read_graph(path: str | os.PathLike, limit: int | None = None) -> nir.NIRGrap
     except Exception as exc:  # noqa: BLE001 - nir raises anything on a foreign file; all mean "unreadable"
         raise UserError(f"{path} is not a readable NIR graph ({type(exc).__name__}: {_first_line(exc)}); "
                         "re-export it with nir 1.x") from exc
+    graph = flatten_graph(graph)
     validate_graph(graph, cap, where=str(path))
     return graph
+
+
+def flatten_graph(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """``graph`` with every nested NIRGraph node inlined (recursively), as the simulators need one flat graph.
+
+    Inner node ``x`` of subgraph ``N`` becomes ``N.x``. An edge into ``N`` (or into ``N.i``, an inner Input)
+    goes to every node that Input feeds; an edge out of ``N`` (or ``N.o``, an inner Output) leaves from every
+    node that feeds that Output. ``N`` alone names the subgraph's Input or Output only when it has one.
+    """
+    if not any(isinstance(node, nir.NIRGraph) for node in graph.nodes.values()):
+        return graph
+    nodes: dict[str, nir.NIRNode] = {}
+    entries: dict[str, list[str]] = {}
+    exits: dict[str, list[str]] = {}
+    inner_edges: list[tuple[str, str]] = []
+    for name, node in graph.nodes.items():
+        if not isinstance(node, nir.NIRGraph):
+            nodes[name] = node
+            continue
+        inner = flatten_graph(node)
+        ins = [k for k, n in inner.nodes.items() if isinstance(n, nir.Input)]
+        outs = [k for k, n in inner.nodes.items() if isinstance(n, nir.Output)]
+        nodes.update({f"{name}.{k}": n for k, n in inner.nodes.items() if k not in ins + outs})
+        for port in ins:
+            entries[f"{name}.{port}"] = [f"{name}.{d}" for s, d in inner.edges if s == port]
+        for port in outs:
+            exits[f"{name}.{port}"] = [f"{name}.{s}" for s, d in inner.edges if d == port]
+        if len(ins) == 1:
+            entries[name] = entries[f"{name}.{ins[0]}"]
+        if len(outs) == 1:
+            exits[name] = exits[f"{name}.{outs[0]}"]
+        inner_edges += [(f"{name}.{s}", f"{name}.{d}") for s, d in inner.edges if s not in ins and d not in outs]
+    edges = [(src, dst) for s, d in graph.edges for src in exits.get(s, [s]) for dst in entries.get(d, [d])]
+    return nir.NIRGraph(nodes=nodes, edges=edges + inner_edges, metadata=graph.metadata, type_check=False)
 
 
 def inspect_file(path: Path, limit: int) -> None:
@@ -154,12 +189,7 @@ def _walk(group, path: Path) -> Iterator[tuple[str, object]]:
 
 def _check_node_group(group, name: str, path: Path) -> None:
     type_name = _text(group["type"], path, f"{name}/type")
-    if type_name == "NIRGraph" and name == "/node":
-        return
-    if type_name == "NIRGraph":
-        raise UserError(f"{path}: node {name} is a nested NIRGraph, which this toolchain does not simulate; "
-                        "flatten the subgraph into the top-level graph")
-    if type_name not in SUPPORTED_TYPES:
+    if type_name not in SUPPORTED_TYPES and type_name != "NIRGraph":  # nested graphs are inlined after reading
         raise UserError(f"{path}: node {name} has unknown type {type_name!r}; supported: "
                         f"{', '.join(sorted(SUPPORTED_TYPES))}")
 

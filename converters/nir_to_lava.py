@@ -106,7 +106,7 @@ def _input_shape(node: nir.Input, name: str) -> tuple[int, ...]:
 
 def _check_node(name: str, node: nir.NIRNode) -> None:
     if isinstance(node, nir.NIRGraph):
-        raise UserError(f"node {name!r} is a nested NIRGraph; flatten sub-graphs before simulating in Lava")
+        raise UserError(f"node {name!r} is a nested NIRGraph; inline it with converters.nir_io.flatten_graph (read_graph does)")
     if isinstance(node, nir.Delay):
         raise UserError(f"Delay node {name!r}: Lava's Dense and LIF have no per-synapse axonal delay here; "
                         "remove the Delay node or fold it into the data")

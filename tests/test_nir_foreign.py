@@ -90,3 +90,37 @@ def test_scalar_neuron_parameters_broadcast_over_the_incoming_edge(tmp_path):
     ref = run_graph(graph, {"in": torch.from_numpy(inputs["in"])}, dt=DT)
     assert lava.spikes["lif"].shape == (2, 25, 5) and lava.spikes["lif"].sum() > 0
     np.testing.assert_array_equal(lava.spikes["lif"], ref.spikes["lif"].numpy().astype(np.uint8))
+
+
+def _lif(n: int, tau: float) -> nir.LIF:
+    return nir.LIF(tau=np.full(n, tau), r=np.full(n, 10.0), v_leak=np.zeros(n), v_threshold=np.ones(n))
+
+
+def test_nested_graphs_are_inlined_and_simulated_exactly(tmp_path):
+    """A subgraph (as Spyx writes recurrent cells) entered by its name and by its Input's name, two deep."""
+    rng = np.random.default_rng(5)
+    cell = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([4])), "lif": _lif(4, 0.02),
+                               "rec": nir.Linear(weight=rng.normal(0, 0.3, (4, 4))),
+                               "output": nir.Output(output_type=np.array([4]))},
+                        edges=[("input", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")], type_check=False)
+    block = nir.NIRGraph(nodes={"x": nir.Input(input_type=np.array([4])), "cell": cell,
+                                "y": nir.Output(output_type=np.array([4]))},
+                         edges=[("x", "cell"), ("cell", "y")], type_check=False)
+    outer = nir.NIRGraph(nodes={"in": nir.Input(input_type=np.array([3])),
+                                "fc": nir.Linear(weight=rng.uniform(0, 1, (4, 3))), "block": block,
+                                "fc2": nir.Affine(weight=rng.uniform(0, 1, (2, 4)), bias=np.zeros(2)),
+                                "lif2": _lif(2, 0.01), "out": nir.Output(output_type=np.array([2]))},
+                         edges=[("in", "fc"), ("fc", "block.x"), ("block", "fc2"), ("fc2", "lif2"), ("lif2", "out")],
+                         type_check=False)
+    nir.write(tmp_path / "nested.nir", outer)
+    graph = read_graph(tmp_path / "nested.nir")
+    assert set(graph.nodes) == {"in", "fc", "block.cell.lif", "block.cell.rec", "fc2", "lif2", "out"}
+    assert sorted(graph.edges) == sorted([("in", "fc"), ("fc", "block.cell.lif"), ("block.cell.lif", "block.cell.rec"),
+                                          ("block.cell.rec", "block.cell.lif"), ("block.cell.lif", "fc2"),
+                                          ("fc2", "lif2"), ("lif2", "out")])
+    inputs = {"in": (rng.random((2, 30, 3)) < 0.5).astype(np.float64)}
+    lava = simulate_graph(graph, inputs, dt=DT, progress=False)
+    ref = run_graph(graph, {"in": torch.from_numpy(inputs["in"])}, dt=DT)
+    for layer in ("block.cell.lif", "lif2"):
+        assert lava.spikes[layer].sum() > 0, layer
+        np.testing.assert_array_equal(lava.spikes[layer], ref.spikes[layer].numpy().astype(np.uint8), err_msg=layer)
