@@ -30,6 +30,7 @@ from torch import nn
 
 from iemf_neuro.errors import UserError
 from iemf_neuro.models import DEPLOYABLE_FUSIONS, IEMFNet, ModelConfig
+from iemf_neuro.models.fixed_point import network_spec
 from iemf_neuro.models.network import MODALITIES, ResidualBlock, SpikingStage
 from iemf_neuro.models.reference import reference_spikes
 from iemf_neuro.provenance import atomic_path, provenance, to_jsonable
@@ -284,6 +285,7 @@ def export_model(model: IEMFNet, cfg: ModelConfig, gains: dict[str, float] | Non
         "fusion": {"kind": model.fusion.kind, "gains": gains, "bias_node": "fusion.audio",
                    "projections": {f"fusion.{p.modality}": asdict(p) for p in projections}},
         "model_config": to_jsonable(cfg), "provenance": provenance(cfg),
+        **({"fixed_point": network_spec(model).to_dict()} if model.quant_aware else {}),
         **(metadata or {}),
     }
     graph_meta = {"dt": DT, "reset": "zero", METADATA_KEY: json.dumps(to_jsonable(record), sort_keys=True)}

@@ -32,7 +32,7 @@ import nir
 import numpy as np
 
 from converters.nir_to_lava import LavaPlan, plan_graph
-from converters.quantize import quantize_inputs, quantize_plan
+from converters.quantize import Calibration, quantize_inputs, quantize_plan
 from iemf_neuro.errors import UserError
 from iemf_neuro.progress import progress as progress_bar
 
@@ -158,18 +158,23 @@ def _run(workdir: Path, total: int, precision: str, timeout_s: float | None, pro
 
 
 def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision: str = "float",
-                   dt: float | None = None, timeout_s: float | None = None, progress: bool = True) -> LavaRun:
+                   dt: float | None = None, timeout_s: float | None = None, progress: bool = True,
+                   calibration: dict[str, np.ndarray] | None = None) -> LavaRun:
     """Simulate ``graph`` in Lava on ``inputs[name] -> [N, T, *shape]`` (one per Input node).
 
     precision: "float" (float64 models, spike-for-spike with the reference executor) or "fixed"
-    (bit-accurate Loihi models on quantised parameters, see ``converters.quantize``).
+    (bit-accurate Loihi models on quantised parameters, see ``converters.quantize``; ``calibration``,
+    inputs shaped like ``inputs``, tunes the weight exponents to the float network's spikes on them).
     """
     if precision not in PRECISIONS:
         raise UserError(f"precision {precision!r} is not supported; choose one of {', '.join(PRECISIONS)}")
     start = time.perf_counter()
     plan = plan_graph(graph, dt)
     data, n, steps = check_inputs(plan, inputs)
-    quant = quantize_plan(plan, data) if precision == "fixed" else None
+    quant = None
+    if precision == "fixed":
+        calib = None if calibration is None else Calibration.from_graph(graph, check_inputs(plan, calibration)[0])
+        quant = quantize_plan(plan, data, calib)
     workdir = Path(tempfile.mkdtemp(prefix="iemf-lava-"))
     try:
         for name, x in data.items():

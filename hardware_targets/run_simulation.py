@@ -1,7 +1,10 @@
 """Simulate a trained run over its dataset in Lava and check it, spike for spike, against snnTorch.
 
 The snnTorch reference runs in float64, like Lava's float models, on the very input trains Lava gets, so
-any spike that differs is a conversion fault rather than rounding (docs/lava.md).
+any spike that differs is a conversion fault rather than rounding (docs/lava.md). A quantisation-aware run
+in fixed point is checked against its own fixed-point forward instead (any differing spike is a fault), and
+its agreement with the float forward is reported beside. Fixed point of other runs calibrates its weight
+exponents on ``calibration_samples`` training samples (``converters.quantize``).
 Writes RUN_DIR/sim_<precision>.json (accuracies, per-layer counts and mismatches, provenance) and
 RUN_DIR/sim_<precision>.npz (the input trains under the Input node names and every layer's spikes under
 its node name, [N, T, ...]; the format `iemf-neuro energy` counts from).
@@ -16,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from converters.quantize import CALIBRATION_SAMPLES
 from iemf_neuro.errors import UserError
-from iemf_neuro.models.reference import reference_spikes
+from iemf_neuro.models.reference import fixed_point_reference, reference_spikes
 
 
 @dataclass(frozen=True)
@@ -29,11 +33,14 @@ class SimulationRequest:
     image_noise_std: float = 0.0  # corruption of the image
     seed: int | None = None  # corruption/encoding seed (None: the run's seed)
     timeout_s: float | None = None  # Lava watchdog
+    calibration_samples: int = CALIBRATION_SAMPLES  # fixed point: training samples to calibrate on (0: by range)
 
 
-def snn_spikes(model, x_audio: torch.Tensor, x_visual: torch.Tensor) -> dict[str, np.ndarray]:
-    """snnTorch's own modules in float64, every layer's spikes batch-major [N, T, ...] uint8."""
-    spikes = reference_spikes(model, x_audio, x_visual, torch.float64)
+def snn_spikes(model, x_audio: torch.Tensor, x_visual: torch.Tensor, fixed: bool = False) -> dict[str, np.ndarray]:
+    """snnTorch's own modules in float64 (``fixed``: the model's fixed-point forward), every layer's spikes
+    batch-major [N, T, ...] uint8."""
+    spikes = (fixed_point_reference(model, x_audio, x_visual) if fixed
+              else reference_spikes(model, x_audio, x_visual, torch.float64))
     return {k: v.transpose(0, 1).numpy().astype(np.uint8) for k, v in spikes.items()}
 
 
@@ -77,21 +84,36 @@ def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, pr
     x_a, x_v = encode_inputs(cfg, torch.as_tensor(data.audio[:n]), torch.as_tensor(data.image[:n]),
                              torch.Generator().manual_seed(seed))
     labels = np.asarray(data.labels[:n])
-    snn = snn_spikes(run.model, x_a, x_v)
+    fixed = request.precision == "fixed"
+    trained_fixed = fixed and run.train_config.quant_aware
+    snn = snn_spikes(run.model, x_a, x_v, fixed=trained_fixed)
+    float_snn = snn_spikes(run.model, x_a, x_v) if trained_fixed else snn
     inputs = {"audio": x_a.transpose(0, 1).double().numpy(), "visual": x_v.transpose(0, 1).double().numpy()}
-    result = simulate_graph(graph, inputs, request.precision, timeout_s=request.timeout_s, progress=progress)
+    calibration = None
+    if fixed and request.calibration_samples > 0 and not trained_fixed:
+        train = load_dataset(config, "train", corruption)
+        k = min(request.calibration_samples, len(train.labels))
+        c_a, c_v = encode_inputs(cfg, torch.as_tensor(train.audio[:k]), torch.as_tensor(train.image[:k]),
+                                 torch.Generator().manual_seed(seed + 1))
+        calibration = {"audio": c_a.transpose(0, 1).double().numpy(), "visual": c_v.transpose(0, 1).double().numpy()}
+    result = simulate_graph(graph, inputs, request.precision, timeout_s=request.timeout_s, progress=progress,
+                            calibration=calibration)
     per_layer, per_sample = compare(result.spikes, snn)
     lava_pred = result.spikes["output"].sum(axis=1).argmax(axis=1)
     snn_pred = snn["output"].sum(axis=1).argmax(axis=1)
+    float_pred = float_snn["output"].sum(axis=1).argmax(axis=1)
     summary: dict[str, Any] = {
         "precision": request.precision, "split": request.split, "samples": n, "corruption": corruption,
-        "seed": seed,
-        "accuracy": {"lava": float((lava_pred == labels).mean()), "snntorch": float((snn_pred == labels).mean())},
+        "seed": seed, "reference": "fixed-point forward" if trained_fixed else "snnTorch float64",
+        "accuracy": {"lava": float((lava_pred == labels).mean()), "snntorch": float((snn_pred == labels).mean()),
+                     "snntorch_float": float((float_pred == labels).mean())},
         "prediction_agreement": float((lava_pred == snn_pred).mean()),
+        "float_prediction_agreement": float((lava_pred == float_pred).mean()),
         "spike_counts": {"lava": {k: int(v.sum()) for k, v in result.spikes.items()},
                          "snntorch": {k: int(v.sum()) for k, v in snn.items()}},
         "mismatches": per_layer, "mismatches_per_sample": per_sample.tolist(),
         "spike_agreement": {k: 1.0 - per_layer[k] / snn[k].size for k in per_layer},
+        "float_spike_agreement": {k: float((result.spikes[k] == v).mean()) for k, v in float_snn.items()},
         "quantization": result.quantization, "lava_steps": result.steps, "latency_steps": result.latency,
         "timing": {"samples_per_s": result.samples_per_s, "wall_s": result.wall_s},
         "provenance": provenance({"run": config.to_dict(), "simulation": request}, seed),

@@ -11,18 +11,37 @@ from pathlib import Path
 RUNS = Path(__file__).resolve().parents[2] / "runs"
 
 
-def trained_run(config_name: str = "avdigits-mlp", seed: int = 0) -> Path:
-    """RUN_DIR of ``config_name`` trained with its defaults and ``seed``; says where it came from."""
+def cached_training(run_dir: Path, config, what: str) -> Path:
+    """Train ``config`` into ``run_dir`` unless an earlier call finished it (resume a partial one); say which."""
     from iemf_neuro.training.checkpoint import checkpoint_paths
-    from iemf_neuro.training.config import get_run_config
     from iemf_neuro.training.trainer import train
 
-    run_dir = RUNS / f"bench-{config_name}-s{seed}"
     if (run_dir / "test_metrics.json").is_file():
-        print(f"inputs: {run_dir} ({config_name}, seed {seed}, trained by an earlier benchmark run)", flush=True)
+        print(f"inputs: {run_dir} ({what}, trained by an earlier benchmark run)", flush=True)
         return run_dir
     resume = checkpoint_paths(run_dir)["last"].is_file()
-    print(f"inputs: {'resuming' if resume else 'training'} {config_name} seed {seed} into {run_dir} "
-          "(no run given; cached for later benchmark runs)", flush=True)
-    train(run_dir, get_run_config(config_name, seed=seed), resume=resume)
+    print(f"inputs: {'resuming' if resume else 'training'} {what} into {run_dir} (cached for later benchmark runs)",
+          flush=True)
+    train(run_dir, config, resume=resume)
     return run_dir
+
+
+def trained_run(config_name: str = "avdigits-mlp", seed: int = 0) -> Path:
+    """RUN_DIR of ``config_name`` trained with its defaults and ``seed``."""
+    from iemf_neuro.training.config import get_run_config
+
+    return cached_training(RUNS / f"bench-{config_name}-s{seed}", get_run_config(config_name, seed=seed),
+                           f"{config_name}, seed {seed}")
+
+
+def quant_aware_run(config_name: str = "avdigits-mlp", seed: int = 0, epochs: int | None = None) -> Path:
+    """RUN_DIR of ``trained_run(config_name, seed)`` fine-tuned ``epochs`` (default ``QAT_EPOCHS``) epochs
+    through its fixed-point forward (``quant_aware_config``), cached beside it like the float run."""
+    from iemf_neuro.training.checkpoint import checkpoint_paths
+    from iemf_neuro.training.config import QAT_EPOCHS, get_run_config, quant_aware_config
+
+    epochs = QAT_EPOCHS if epochs is None else epochs
+    parent = trained_run(config_name, seed)
+    config = quant_aware_config(get_run_config(config_name, seed=seed), checkpoint_paths(parent)["best"], epochs)
+    return cached_training(RUNS / f"bench-{config_name}-s{seed}-qat{epochs}-lr{config.train.lr:g}", config,
+                           f"{parent.name} fine-tuned in fixed point for {epochs} epochs")

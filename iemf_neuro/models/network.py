@@ -25,6 +25,7 @@ import snntorch as snn
 import torch
 from torch import nn
 
+from .fixed_point import fixed_spikes
 from .fused import ZeroResetLIF
 from .neurons import initial_state, step
 
@@ -202,9 +203,12 @@ class IEMFNet(nn.Module):
 
     ``aux_detach``: when set, the auxiliary heads read detached encoder spikes, i.e. they become linear
     probes that measure each modality without training the encoders (baselines without auxiliary losses).
+    ``quant_aware``: when set, the network runs in Loihi fixed point (``fixed_point.fixed_spikes``), the
+    network that quantisation-aware training trains and Lava's fixed-point models run.
     """
 
     aux_detach: bool = False
+    quant_aware: bool = False
 
     def __init__(self, branches: dict[str, Branch], fusion: Fusion, output: SpikingStage,
                  aux_heads: dict[str, nn.Sequential]):
@@ -215,13 +219,19 @@ class IEMFNet(nn.Module):
         self.aux_heads = nn.ModuleDict(aux_heads)
 
     def forward(self, x_audio: torch.Tensor, x_visual: torch.Tensor, record: bool = False) -> NetOutput:
-        spikes: dict[str, torch.Tensor] | None = {} if record else None
-        s_a = self.branches["audio"](x_audio, spikes, "audio")
-        s_v = self.branches["visual"](x_visual, spikes, "visual")
-        s_f = self.fusion(s_a, s_v)
-        s_o = self.output(s_f)
-        if spikes is not None:
-            spikes["fusion"], spikes["output"] = s_f, s_o
+        if self.quant_aware:
+            spikes = fixed_spikes(self, x_audio, x_visual)
+            s_a, s_v = (spikes[f"{m}.{len(self.branches[m].blocks) - 1}"] for m in MODALITIES)
+            s_o = spikes["output"]
+            spikes = spikes if record else None
+        else:
+            spikes = {} if record else None
+            s_a = self.branches["audio"](x_audio, spikes, "audio")
+            s_v = self.branches["visual"](x_visual, spikes, "visual")
+            s_f = self.fusion(s_a, s_v)
+            s_o = self.output(s_f)
+            if spikes is not None:
+                spikes["fusion"], spikes["output"] = s_f, s_o
         features = {"audio": s_a, "visual": s_v}
         aux = {m: self.aux_heads[m]((s.detach() if self.aux_detach else s).mean(dim=0)) for m, s in features.items()}
         return NetOutput(counts=s_o.sum(dim=0), aux_logits=aux, spikes=spikes or {}, features=features)

@@ -94,6 +94,7 @@ def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoin
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{path} does not match its model config ({first}); re-train the run") from exc
+    model.quant_aware = payload["run_config"].train.quant_aware
     return model.float().eval()
 
 

@@ -50,6 +50,8 @@ class TrainConfig:
     bf16: bool = False  # bfloat16 autocast (GPU speed; not deterministic across devices)
     neuron_kernel: str = "eager"  # eager | compiled (neuron loops as torch.compile kernels: GPU speed) | snntorch
     num_workers: int = 0  # DataLoader workers for datasets that load from disk
+    quant_aware: bool = False  # train (and evaluate) through the Loihi fixed-point forward (models/fixed_point.py)
+    init_from: str | None = None  # checkpoint whose weights start the training (fine-tuning), instead of the seed's
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -141,6 +143,20 @@ RUN_CONFIGS: dict[str, RunConfig] = {
                                              epochs=100, batch_size=64, eval_batch_size=64,
                                              num_workers=8, deterministic=False)),
 }
+
+
+QAT_EPOCHS = 2  # fine-tuning epochs in fixed point after float training (train-and-convert)
+QAT_LR_RATIO = 0.1  # their peak learning rate over the float training's
+
+
+def quant_aware_config(config: RunConfig, checkpoint: str, epochs: int = QAT_EPOCHS) -> RunConfig:
+    """Quantisation-aware fine-tuning of ``config``'s float training: from ``checkpoint``'s weights, ``epochs``
+    epochs through the fixed-point forward at ``QAT_LR_RATIO`` of the learning rate (the weights need only
+    move across rounding boundaries, not relearn)."""
+    if epochs < 1:
+        raise UserError(f"quantisation-aware fine-tuning needs epochs >= 1, got {epochs}")
+    return replace(config, train=replace(config.train, quant_aware=True, init_from=str(checkpoint), epochs=epochs,
+                                         lr=config.train.lr * QAT_LR_RATIO))
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:

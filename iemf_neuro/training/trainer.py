@@ -9,6 +9,11 @@ modalities); with ``aux-heads``, ``iemf`` and ``ogm-ge+iemf`` their losses train
 backward, ``iemf`` rescales the fusion layer's gradients (see ``iemf.py``), ``ogm-ge`` the encoders'
 (see ``ogm.py``), then the optimizer steps.
 
+With ``quant_aware`` the network runs, in training and evaluation alike, through its exact Loihi fixed-point
+forward (``models/fixed_point.py``: integer weights, decays, thresholds and membranes, gradients straight
+through the rounding), so best.pt is chosen on, and test_metrics.json reports, the network Lava runs in
+fixed point; ``init_from`` starts it from a float training's checkpoint (fine-tuning).
+
 Multi-process training (``torchrun``; gloo on CPU, nccl on CUDA) wraps the model in DDP; the batch scores
 behind the IEMF/OGM-GE coefficients are summed over all ranks so every rank applies the same coefficient,
 and the gradient noise comes from a generator seeded identically on every rank.
@@ -31,6 +36,7 @@ from torch import nn
 
 from iemf_neuro.errors import UserError
 from iemf_neuro.models import IEMFNet, build_model, encode_inputs, neuron_kernels
+from iemf_neuro.models.fixed_point import network_layers
 from iemf_neuro.progress import progress as progress_bar
 from iemf_neuro.provenance import provenance, write_json_atomic, write_text_atomic
 
@@ -82,10 +88,24 @@ def configure_determinism(deterministic: bool, device: torch.device) -> None:
 
 
 def build_net(config: RunConfig, device: torch.device | str = "cpu") -> IEMFNet:
-    """The seeded initial network, its auxiliary heads detached unless the method trains through them."""
-    torch.manual_seed(config.train.seed)
+    """The seeded initial network (or ``init_from``'s weights), its auxiliary heads detached unless the method
+    trains through them; with ``quant_aware`` it runs in Loihi fixed point (``models/fixed_point.py``)."""
+    t = config.train
+    torch.manual_seed(t.seed)
     net = build_model(config.model).to(device)
-    net.aux_detach = not config.train.uses_aux_loss
+    if t.init_from is not None:
+        payload = load_checkpoint(t.init_from)
+        if payload["run_config"].model != config.model:
+            raise UserError(f"init_from={t.init_from} holds a {payload['run_config'].model.name} model, not this "
+                            "run's; fine-tune from a checkpoint of the same model config")
+        net.load_state_dict(payload["model"])
+    net.aux_detach = not t.uses_aux_loss
+    net.quant_aware = t.quant_aware
+    if t.quant_aware:
+        if config.model.encoding != "direct":
+            raise UserError(f"quant_aware needs direct-encoded inputs (8-bit graded payloads), not "
+                            f"{config.model.encoding!r}; set model.encoding=direct")
+        network_layers(net)  # refuses, before any epoch, models that fixed point cannot run
     if config.train.channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net

@@ -1,0 +1,151 @@
+"""Fixed point against float: seeds 0-4 of avdigits-mlp and avdigits-cnn, with and without quantisation-aware training.
+
+Per run, on the AV-Digits test split: the float network's accuracy (snnTorch in float64, which Lava float
+matches spike for spike), and Loihi fixed point (``converters.quantize.simulate_fixed``, bit-exact to Lava's
+``fixed_pt`` models: checked against Lava here on the first LAVA_SAMPLES test samples of seed 0) of
+
+* the float network, quantised by range and with its weight exponents calibrated on CALIBRATION_SAMPLES
+  training samples (the CLI's default);
+* the network fine-tuned QAT_EPOCHS epochs through its fixed-point forward (quantisation-aware training),
+  checked spike for spike against that forward.
+
+Prints accuracy, the drop against float in points, the share of test samples on which fixed point predicts
+what the float network predicts, and spike agreement per layer (with the float forward of the same weights).
+
+    .venv/bin/python benchmarks/fixed_point.py
+
+Trains what it needs (seeded, cached under runs/bench-*; the first run takes a while on a CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from support.trained_run import quant_aware_run, trained_run
+
+from converters.model_to_nir import export_model
+from converters.nir_to_lava import plan_graph
+from converters.quantize import CALIBRATION_SAMPLES, Calibration, quantize_plan, simulate_fixed
+from hardware_targets.lava_sim import simulate_graph
+from hardware_targets.run_simulation import snn_spikes
+from iemf_neuro.models import encode_inputs
+from iemf_neuro.training.checkpoint import load_run
+from iemf_neuro.training.config import QAT_EPOCHS, RunConfig
+from iemf_neuro.training.data import load_dataset
+
+CONFIGS = ("avdigits-mlp", "avdigits-cnn")
+SEEDS = range(5)
+LAVA_SAMPLES = 60
+
+
+@dataclass
+class Result:
+    """One network in fixed point against the float network."""
+
+    accuracy: float
+    prediction_agreement: float  # share of samples with the float network's prediction
+    spike_agreement: dict[str, float] = field(default_factory=dict)  # layer -> with the same weights' float forward
+
+
+def encoded(run, split: str, n: int | None = None) -> dict[str, np.ndarray]:
+    cfg = run.model_config
+    data = load_dataset(RunConfig(cfg.name, cfg, run.train_config), split)
+    n = len(data.labels) if n is None else n
+    x_a, x_v = encode_inputs(cfg, torch.as_tensor(data.audio[:n]), torch.as_tensor(data.image[:n]),
+                             torch.Generator().manual_seed(run.train_config.seed))
+    return {"audio": x_a.transpose(0, 1).double().numpy(), "visual": x_v.transpose(0, 1).double().numpy(),
+            "labels": np.asarray(data.labels[:n])}
+
+
+def prediction(spikes: dict[str, np.ndarray]) -> np.ndarray:
+    return spikes["output"].sum(axis=1).argmax(axis=1)
+
+
+def reference(run, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The float forward's spikes [N, T, ...] (snnTorch, float64)."""
+    return snn_spikes(run.model, *(torch.from_numpy(x[m]).transpose(0, 1) for m in ("audio", "visual")))
+
+
+def in_fixed_point(graph, x: dict[str, np.ndarray], calibration: Calibration | None = None):
+    plan = plan_graph(graph)
+    inputs = {k: x[k] for k in ("audio", "visual")}
+    quant = quantize_plan(plan, inputs, calibration)
+    return quant, simulate_fixed(plan, quant, inputs)
+
+
+def score(spikes, float_spikes, float_pred, labels) -> Result:
+    pred = prediction(spikes)
+    return Result(float(np.mean(pred == labels)), float(np.mean(pred == float_pred)),
+                  {k: float(np.mean(spikes[k] == v)) for k, v in float_spikes.items()})
+
+
+def lava_check(graph, x: dict[str, np.ndarray], expected: dict[str, np.ndarray], calibration=None) -> int:
+    """Spike entries where Lava fixed point differs from ``expected`` on the first LAVA_SAMPLES samples."""
+    inputs = {k: x[k][:LAVA_SAMPLES] for k in ("audio", "visual")}
+    run = simulate_graph(graph, inputs, "fixed", progress=False, calibration=calibration)
+    return sum(int((run.spikes[k] != v[:LAVA_SAMPLES]).sum()) for k, v in expected.items())
+
+
+def measure(config_name: str, seed: int) -> dict[str, Result | float | int]:
+    run = load_run(trained_run(config_name, seed))
+    qat = load_run(quant_aware_run(config_name, seed))
+    x = encoded(run, "test")
+    calib_x = encoded(run, "train", CALIBRATION_SAMPLES)
+    float_spikes = reference(run, x)
+    float_pred = prediction(float_spikes)
+    graph = export_model(run.model, run.model_config)
+    calibration = Calibration.from_graph(graph, {k: calib_x[k] for k in ("audio", "visual")})
+    _, by_range = in_fixed_point(graph, x)
+    _, calibrated = in_fixed_point(graph, x, calibration)
+    qat_graph = export_model(qat.model, qat.model_config)
+    _, qat_fixed = in_fixed_point(qat_graph, x)
+    qat_forward = snn_spikes(qat.model, *(torch.from_numpy(x[m]).transpose(0, 1) for m in ("audio", "visual")),
+                             fixed=True)
+    qat_result = score(qat_fixed, reference(qat, x), float_pred, x["labels"])
+    out = {"float": float(np.mean(float_pred == x["labels"])),
+           "range": score(by_range, float_spikes, float_pred, x["labels"]),
+           "calibrated": score(calibrated, float_spikes, float_pred, x["labels"]),
+           "qat": qat_result,
+           "qat_vs_forward": sum(int((qat_fixed[k] != v).sum()) for k, v in qat_forward.items())}
+    if seed == 0:
+        lava_calib = {k: calib_x[k] for k in ("audio", "visual")}
+        out["lava_calibrated"] = lava_check(graph, x, calibrated, lava_calib)
+        out["lava_qat"] = lava_check(qat_graph, x, qat_fixed)
+    return out
+
+
+def main() -> None:
+    results = {c: {s: measure(c, s) for s in SEEDS} for c in CONFIGS}
+    print(f"\nAV-Digits test split; fixed point = Loihi integers (bit-exact); QAT = {QAT_EPOCHS} fine-tuning epochs; "
+          f"calibration on {CALIBRATION_SAMPLES} training samples\n")
+    head = (f"{'config':<14}{'seed':>5}{'float':>8}{'range':>8}{'calibr.':>8}{'drop':>7}{'same pred':>10}"
+            f"{'QAT':>8}{'drop':>7}{'same pred':>10}{'QAT = forward':>15}")
+    print(head)
+    for c, per_seed in results.items():
+        for s, r in per_seed.items():
+            cal, q = r["calibrated"], r["qat"]
+            print(f"{c:<14}{s:>5}{r['float']:>8.4f}{r['range'].accuracy:>8.4f}{cal.accuracy:>8.4f}"
+                  f"{100 * (r['float'] - cal.accuracy):>7.2f}{100 * cal.prediction_agreement:>9.1f}%"
+                  f"{q.accuracy:>8.4f}{100 * (r['float'] - q.accuracy):>7.2f}{100 * q.prediction_agreement:>9.1f}%"
+                  f"{r['qat_vs_forward']:>12} mism.")
+    print("\nspike agreement per layer with the float forward of the same weights (mean over seeds):")
+    for c, per_seed in results.items():
+        layers = list(per_seed[0]["calibrated"].spike_agreement)
+        for kind in ("range", "calibrated", "qat"):
+            means = {k: np.mean([r[kind].spike_agreement[k] for r in per_seed.values()]) for k in layers}
+            print(f"  {c:<14}{kind:<11}" + "  ".join(f"{k} {100 * v:.2f}%" for k, v in means.items()))
+    print(f"\nLava fixed_pt vs these integers, seed 0, first {LAVA_SAMPLES} test samples (spike entries that differ):")
+    for c, per_seed in results.items():
+        print(f"  {c:<14}calibrated {per_seed[0]['lava_calibrated']}, QAT {per_seed[0]['lava_qat']}")
+    worst = {c: (max(100 * (r["float"] - r["calibrated"].accuracy) for r in ps.values()),
+                 max(100 * (r["float"] - r["qat"].accuracy) for r in ps.values()),
+                 min(r["qat"].prediction_agreement for r in ps.values())) for c, ps in results.items()}
+    print("\nworst seed: " + "; ".join(f"{c}: calibrated drop {a:.2f} pt (floor 1), QAT drop {b:.2f} pt (floor 0.5), "
+                                       f"QAT same prediction {100 * p:.1f} % (goal 99.5)"
+                                       for c, (a, b, p) in worst.items()))
+
+
+if __name__ == "__main__":
+    main()

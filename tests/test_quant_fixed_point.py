@@ -1,0 +1,161 @@
+"""Loihi fixed point: the quantisation-aware forward and the plan's integers equal Lava's fixed_pt models spike for
+spike; calibration clips outlier weights when that agrees better with float; QAT trains, records and refuses."""
+
+from __future__ import annotations
+
+import json
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from converters.model_to_nir import export_model
+from converters.nir_to_lava import plan_graph
+from converters.quantize import Calibration, quantize_plan, simulate_fixed
+from hardware_targets.lava_sim import simulate_graph
+from iemf_neuro.cli import main
+from iemf_neuro.models import BranchConfig, build_model, encode_inputs, get_model_config
+from iemf_neuro.models.fixed_point import FixedPointSpec, network_spec
+from iemf_neuro.models.reference import fixed_point_reference
+from iemf_neuro.training.checkpoint import load_run
+
+QUICK = ["--set", "dataset=synthetic", "--set", "synthetic_size=64", "--set", "batch_size=32", "--set",
+         "model.time_steps=4", "--quiet"]
+
+
+def small_net(seed: int = 0):
+    """A small cnn (audio) + mlp (visual) net whose layers all spike, with a non-power-of-two fusion gain."""
+    torch.manual_seed(seed)
+    cfg = get_model_config("avdigits-cnn", audio=BranchConfig("cnn", (1, 8, 8), (4, 6)),
+                           visual=BranchConfig("mlp", (16,), (12,)), fusion_dim=16, time_steps=5)
+    net = build_model(cfg).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() > 1:
+                p.mul_(3.0)
+        net.fusion.gain.copy_(torch.tensor([1.3, 0.7]))
+    net.quant_aware = True
+    gen = torch.Generator().manual_seed(seed)
+    x_a, x_v = encode_inputs(cfg, torch.rand(6, 64, generator=gen), torch.rand(6, 16, generator=gen))
+    return cfg, net, x_a, x_v
+
+
+def batch_major(x_a, x_v):
+    return {"audio": x_a.transpose(0, 1).double().numpy(), "visual": x_v.transpose(0, 1).double().numpy()}
+
+
+def test_quant_aware_forward_equals_lava_fixed_point_spike_for_spike():
+    cfg, net, x_a, x_v = small_net()
+    forward = {k: v.transpose(0, 1).numpy() for k, v in fixed_point_reference(net, x_a, x_v).items()}
+    graph = export_model(net, cfg)
+    assert FixedPointSpec.from_dict(json.loads(graph.metadata["iemf_neuro"])["fixed_point"]) == network_spec(net)
+    inputs = batch_major(x_a, x_v)
+    run = simulate_graph(graph, inputs, "fixed", progress=False)
+    plan = plan_graph(graph)
+    quant = quantize_plan(plan, inputs)
+    assert quant.method == "trained"
+    ours = simulate_fixed(plan, quant, inputs)
+    for layer, spikes in forward.items():
+        assert spikes.sum() > 0, f"{layer} never spikes: the comparison would be vacuous"
+        np.testing.assert_array_equal(run.spikes[layer], spikes.astype(np.uint8), err_msg=layer)
+        np.testing.assert_array_equal(ours[layer], spikes, err_msg=layer)
+
+
+def outlier_graph(rng):
+    """input -> LIF (one outlier weight) -> LIF -> LI: the range exponent spends 3 bits on the outlier."""
+    w1 = rng.normal(0, 0.15, (24, 16))
+    w1[0, 0] = 4.0
+    lif = lambda n: nir.LIF(tau=np.full(n, 8.0), r=np.full(n, 8.0), v_leak=np.zeros(n),  # noqa: E731
+                            v_threshold=np.ones(n), v_reset=np.zeros(n))
+    return nir.NIRGraph(nodes={
+        "in": nir.Input(input_type={"input": np.array([16])}),
+        "w1": nir.Affine(weight=w1, bias=rng.normal(0, 0.05, 24)), "l1": lif(24),
+        "w2": nir.Linear(weight=rng.normal(0, 0.4, (12, 24))), "l2": lif(12),
+        "w3": nir.Linear(weight=rng.normal(0, 0.4, (3, 12))),
+        "li": nir.LI(tau=np.full(3, 2.0), r=np.full(3, 2.0), v_leak=np.zeros(3)),
+        "out": nir.Output(output_type={"output": np.array([3])}),
+    }, edges=[("in", "w1"), ("w1", "l1"), ("l1", "w2"), ("w2", "l2"), ("l2", "w3"), ("w3", "li"), ("li", "out")],
+        metadata={"dt": 1.0})
+
+
+def test_calibration_clips_outliers_and_the_plan_integers_equal_lava():
+    rng = np.random.default_rng(4)
+    graph = outlier_graph(rng)
+    inputs = {"in": rng.uniform(0, 1, (6, 10, 16))}
+    calibration = {"in": rng.uniform(0, 1, (32, 10, 16))}
+    plan = plan_graph(graph)
+    by_range = quantize_plan(plan, inputs, Calibration.from_graph(graph, calibration))
+    assert by_range.method == "calibrated"
+    range_exp = quantize_plan(plan, inputs).projections[0].weight_exp
+    first = by_range.projections[0]
+    assert first.weight_exp < range_exp and first.clipped > 0, "calibration kept the outlier's exponent"
+    plain = quantize_plan(plan, calibration)
+    ref = Calibration.from_graph(graph, calibration).spikes["l1"]
+    agree_range = np.mean(simulate_fixed(plan, plain, calibration)["l1"] == ref)
+    assert by_range.layers["l1"].spike_agreement > agree_range
+    ours = simulate_fixed(plan, by_range, inputs)
+    run = simulate_graph(graph, inputs, "fixed", progress=False, calibration=calibration)
+    for layer in ("l1", "l2"):
+        assert ours[layer].sum() > 0
+        np.testing.assert_array_equal(run.spikes[layer], ours[layer].astype(np.uint8), err_msg=layer)
+    scale = 64 * run.quantization["li"]["lam"]
+    np.testing.assert_array_equal(run.voltages["li"] * scale, ours["li"])
+
+
+def test_straight_through_gradients_reach_every_weight():
+    cfg, net, x_a, x_v = small_net(1)
+    net.train()
+    out = net(x_a, x_v)
+    (out.counts.sum() + sum(v.sum() for v in out.aux_logits.values())).backward()
+    for name, p in net.named_parameters():
+        if name.startswith(("branches", "fusion.proj", "output")) and p.dim() > 1:
+            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_quant_aware_training_is_recorded_and_fine_tunes(tmp_path, capsys):
+    float_run, qat_run = tmp_path / "float", tmp_path / "qat"
+    assert main(["train", "--out", str(float_run), "--epochs", "1", *QUICK]) == 0
+    best = float_run / "checkpoints" / "best.pt"
+    assert main(["train", "--out", str(qat_run), "--epochs", "1", "--set", "quant_aware=true",
+                 "--set", f"init_from={best}", *QUICK]) == 0
+    assert json.loads((qat_run / "config.json").read_text())["train"]["quant_aware"] is True
+    run = load_run(qat_run)
+    assert run.model.quant_aware
+    start = load_run(float_run).model.state_dict()
+    moved = [k for k, v in run.model.state_dict().items() if not torch.equal(v, start[k])]
+    assert moved, "fine-tuning did not change any weight"
+    assert main(["train", "--config", "avdigits-cnn", "--out", str(tmp_path / "cnn"), "--epochs", "1",
+                 "--set", "quant_aware=true", "--set", f"init_from={best}", *QUICK]) == 2
+    assert "not this run's" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.fusion=\"film\""], "concat fusion"),
+    (["model.neuron.kind=\"cuba\""], "'lif' neurons"),
+    (["init_from=\"/nonexistent/best.pt\""], "does not exist"),
+    (["model.encoding=\"rate\""], "direct-encoded"),
+])
+def test_quant_aware_refuses_what_fixed_point_cannot_run(tmp_path, capsys, overrides, message):
+    args = ["train", "--out", str(tmp_path / "x"), "--epochs", "1", "--set", "quant_aware=true", *QUICK]
+    for item in overrides:
+        args += ["--set", item]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_pipeline_deploys_the_fine_tuned_network_and_reports_the_drop(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train-and-convert", "--out", str(out), "--epochs", "2", "--qat-epochs", "1", "--set", "max_batches=3",
+            "--set", "model.time_steps=4", "--limit", "8", "--target", "loihi2", "--quiet", "--timeout", "120"]
+    assert main(args) == 0
+    fixed = json.loads((out / "summary.json").read_text())["fixed_point"]
+    assert fixed["path"] == "quantisation-aware" and fixed["reference"] == "fixed-point forward"
+    assert fixed["spike_mismatches_vs_reference"] == 0
+    assert fixed["drop_points"] == pytest.approx(100 * (fixed["accuracy_float"] - fixed["accuracy_fixed"]))
+    assert json.loads((out / "qat" / "config.json").read_text())["train"]["quant_aware"] is True
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "[qat] up to date, skipped" in capsys.readouterr().out
