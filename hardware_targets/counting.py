@@ -17,6 +17,12 @@ Fan-outs are computed once per path; a run then costs one product per time step:
     active[n, t] = #target neurons reached by >= 1 event;  inactive = neurons - active
 
 Counts are attributed to the *target* layer (its synapses do the work), as NeuroBench does.
+
+The equivalent ANN (every neuron node a ReLU) is counted from the graph's own nodes, not from the folded
+paths (folding a pooling layer into the next conv multiplies its connections)::
+
+    MACs(Affine/Linear) = out x in          MACs(Conv) = out positions x c_out x c_in/groups x kernel taps
+    adds(pooling)       = out elements x kernel taps          weights = every stored weight, read once
 Conv kernel taps count structurally (a zero tap still holds a synapse); dense weights count their non-zero
 entries; Scale and Delay keep connectivity.
 """
@@ -67,6 +73,15 @@ class LayerCounts:
         return np.full(self.spikes.shape, self.synapses, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class AnnOps:
+    """One layer of the equivalent ANN, once per inference: the nodes feeding one neuron node."""
+
+    macs: int  # multiply-accumulates of its Affine/Linear/Conv nodes
+    adds: int  # additions of its pooling nodes
+    weights: int  # stored weights (read once per inference)
+
+
 @dataclass
 class GraphCounts:
     """Counts for every neuron layer of one run, plus the input events fed in."""
@@ -77,6 +92,7 @@ class GraphCounts:
     time_steps: int  # T
     source: str = "given arrays"  # where the spikes came from (printed in reports)
     notes: list[str] = field(default_factory=list)
+    ann: dict[str, AnnOps] = field(default_factory=dict)  # neuron node -> the equivalent ANN's ops into it
 
     @property
     def branches(self) -> list[str]:
@@ -291,6 +307,49 @@ def synaptic_paths(graph: nir.NIRGraph, shapes: dict[str, tuple[int, ...]]) -> l
     return paths
 
 
+def _node_ann_ops(node: nir.NIRNode, out_shape: tuple[int, ...]) -> AnnOps:
+    out = int(np.prod(out_shape))
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        w = np.asarray(node.weight)
+        return AnnOps(int(w.size), 0, int(w.size))
+    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
+        w = np.asarray(node.weight)
+        per_out = int(np.prod(w.shape[1:]))  # c_in / groups x kernel taps
+        return AnnOps(out * per_out, 0, int(w.size))
+    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+        return AnnOps(0, out * int(np.prod(np.broadcast_to(np.atleast_1d(node.kernel_size), (2,)))), 0)
+    return AnnOps(0, 0, 0)
+
+
+def ann_ops(graph: nir.NIRGraph, shapes: dict[str, tuple[int, ...]]) -> dict[str, AnnOps]:
+    """The equivalent ANN's ops per neuron layer, node by node (each node counted once, for the first neuron
+    node it reaches); ``shapes``: per-sample shapes of the Input and neuron nodes."""
+    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst in graph.edges:
+        succ[src].append(dst)
+    totals = {n: AnnOps(0, 0, 0) for n, node in graph.nodes.items() if isinstance(node, NEURON_TYPES)}
+    seen: set[str] = set()
+    for source in graph.nodes:
+        if not isinstance(graph.nodes[source], (nir.Input, *NEURON_TYPES)):
+            continue
+        stack = [(d, shapes[source], []) for d in succ[source]]
+        while stack:
+            name, shape, pending = stack.pop()
+            node = graph.nodes[name]
+            if isinstance(node, NEURON_TYPES):
+                t = totals[name]
+                totals[name] = AnnOps(t.macs + sum(o.macs for o in pending), t.adds + sum(o.adds for o in pending),
+                                      t.weights + sum(o.weights for o in pending))
+                continue
+            if isinstance(node, (nir.Output, nir.Input)) or name in seen:
+                continue
+            seen.add(name)
+            step = op_factors(node, name, shape)
+            out = _out_shape(node, shape, step)
+            stack.extend((d, out, pending + [_node_ann_ops(node, out)]) for d in succ[name])
+    return totals
+
+
 def node_shapes(graph: nir.NIRGraph) -> dict[str, tuple[int, ...]]:
     """Per-sample shapes of the Input nodes (their input_type) and neuron nodes (their parameters' shape)."""
     shapes: dict[str, tuple[int, ...]] = {}
@@ -383,4 +442,115 @@ def count_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], spikes: dict
             max_fan_in=int(fanin.max()) if size else 0, sources=[p.source for p in incoming],
             spikes=_nonzero_per_step(arrays[name]), acs=acs, macs=macs, active=active)
     return GraphCounts(layers=layers, inputs={n: _nonzero_per_step(arrays[n]) for n in input_names},
-                       samples=n_samples, time_steps=n_steps, source=source)
+                       samples=n_samples, time_steps=n_steps, source=source, ann=ann_ops(graph, shapes))
+
+
+@dataclass
+class _NeuroBenchHook:
+    """What NeuroBench's metrics read from a hook: the layer, the inputs it saw, and remove/register."""
+
+    layer: object  # torch connection layer
+    inputs: list  # [(tensor,)] as NeuroBench's connection hooks record them
+    activation_outputs: list = field(default_factory=list)
+
+    @property
+    def hook(self) -> "_NeuroBenchHook":
+        return self
+
+    def remove(self) -> None:
+        """NeuroBench removes and re-registers hooks around its counting; nothing is registered here."""
+
+    def register_hook(self) -> None:
+        """See remove()."""
+
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(int(v) for v in np.broadcast_to(np.atleast_1d(value), (2,)))
+
+
+def torch_node(node: nir.NIRNode, in_shape: tuple[int, ...]):
+    """(connection layer or None, function on [M, *in_shape]) for one time-free node."""
+    import torch
+    import torch.nn.functional as F
+
+    def tensor(a):
+        return torch.as_tensor(np.asarray(a), dtype=torch.float64)
+
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        w = tensor(node.weight)
+        layer = torch.nn.Linear(w.shape[1], w.shape[0], bias=isinstance(node, nir.Affine)).double()
+        with torch.no_grad():
+            layer.weight.copy_(w)
+            if isinstance(node, nir.Affine):
+                layer.bias.copy_(tensor(node.bias))
+        return layer, lambda x: layer(x.reshape(x.shape[0], -1))
+    if isinstance(node, nir.Conv2d):
+        w = tensor(node.weight)
+        pad = node.padding if isinstance(node.padding, str) else _pair(node.padding)
+        layer = torch.nn.Conv2d(w.shape[1] * int(node.groups), w.shape[0], tuple(w.shape[2:]),
+                                stride=_pair(node.stride), padding=pad, dilation=_pair(node.dilation),
+                                groups=int(node.groups), bias=False).double()
+        with torch.no_grad():
+            layer.weight.copy_(w)
+        return layer, layer
+    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+        k, s, p = (_pair(v) for v in (node.kernel_size, node.stride, node.padding))
+        scale = 1.0 if isinstance(node, nir.AvgPool2d) else float(np.prod(k))
+        return None, lambda x: F.avg_pool2d(x, k, s, p) * scale
+    if isinstance(node, nir.Scale):
+        return None, lambda x: x * tensor(node.scale)
+    return None, lambda x: x.reshape(x.shape[0], *_out_shape(node, in_shape, None))
+
+
+def neurobench_counts(graph: nir.NIRGraph, inputs: dict[str, np.ndarray],
+                      spikes: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """The same run counted by NeuroBench 2.3's own SynapticOperations and ActivationSparsity metrics.
+
+    Every connection node (Affine, Linear, Conv2d) becomes its torch layer and is fed what it sees at every
+    step: its source's events pushed through the nodes before it (pooling included, so a pooled map reaches
+    the next layer graded, as NeuroBench counts it). Returns, per target neuron layer, NeuroBench's
+    Effective_ACs / Effective_MACs / Dense per sample, and under "network" its activation sparsity."""
+    import torch
+    from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
+
+    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst in graph.edges:
+        succ[src].append(dst)
+    arrays = {**inputs, **spikes}
+    n_samples = next(iter(arrays.values())).shape[0]
+    hooks: dict[str, list[_NeuroBenchHook]] = {}
+    with torch.no_grad():
+        for source, values in arrays.items():
+            x0 = torch.as_tensor(np.asarray(values, dtype=np.float64)).reshape(-1, *values.shape[2:])
+            stack = [(d, x0) for d in succ[source]]
+            while stack:
+                name, x = stack.pop()
+                node = graph.nodes[name]
+                if isinstance(node, (*NEURON_TYPES, nir.Output, nir.Input)):
+                    continue
+                layer, fn = torch_node(node, tuple(x.shape[1:]))
+                if layer is not None:
+                    target = _first_neuron(graph, succ, name)
+                    hooks.setdefault(target, []).append(_NeuroBenchHook(layer, [(x.clone(),)]))
+                stack.extend((d, fn(x)) for d in succ[name])
+    data = (torch.zeros(n_samples),)
+    out: dict[str, dict[str, float]] = {}
+    for target, layer_hooks in hooks.items():
+        metric = SynapticOperations()
+        metric(type("Model", (), {"connection_hooks": layer_hooks})(), None, data)
+        out[target] = {k: float(v) for k, v in metric.compute().items()}
+    sparsity = ActivationSparsity()
+    model = type("Model", (), {"activation_hooks": [_NeuroBenchHook(None, [], [torch.as_tensor(s)])
+                                                    for s in spikes.values()]})()
+    out["network"] = {"activation_sparsity": float(sparsity(model, None, data))}
+    return out
+
+
+def _first_neuron(graph: nir.NIRGraph, succ: dict[str, list[str]], name: str) -> str:
+    stack = list(succ[name])
+    while stack:
+        node = stack.pop()
+        if isinstance(graph.nodes[node], NEURON_TYPES):
+            return node
+        stack.extend(succ[node])
+    raise UserError(f"node {name!r} reaches no neuron node; every connection must end in a neuron layer")

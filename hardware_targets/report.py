@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,19 +21,59 @@ from iemf_neuro.provenance import to_jsonable, write_json_atomic, write_text_ato
 from iemf_neuro.sweep_plot import draw_sweep, read_sweep
 
 from .counting import GraphCounts
-from .energy import EnergyReport, Stat
+from .energy import EnergyReport, Range, Stat
 from .mapping import Mapping
 
 RASTER_NEURONS = 64  # neurons per layer drawn in the raster
 
 
+PREFIXES = ((1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, ""))
+
+
+def human(value: float | None, unit: str) -> str:
+    """``2.37e-4`` J -> ``237 µJ``; ``0.0106`` s -> ``10.6 ms``; None -> 'not modelled'."""
+    if value is None:
+        return "not modelled"
+    scale, prefix = next(((f, p) for f, p in reversed(PREFIXES) if abs(value) >= f), PREFIXES[0])
+    return f"{value / scale:.3g} {prefix}{unit}"
+
+
+def span(r: Range | None, unit: str) -> str:
+    """A range as ``low–high unit (nominal x)``."""
+    if r is None:
+        return "not modelled"
+    if r.low == r.high:
+        return human(r.nominal, unit)
+    return f"{human(r.low, unit)} – {human(r.high, unit)} (nominal {human(r.nominal, unit)})"
+
+
 def fmt(stat: Stat | None, unit: str) -> str:
-    """``1.23e-06 ± 4.5e-08 J``; 'not modelled' for None."""
-    return "not modelled" if stat is None else f"{stat.mean:.3g} ± {stat.std:.2g} {unit}"
+    """Mean ± std over samples in human units (a std at rounding level reads 0); 'not modelled' for None."""
+    if stat is None:
+        return "not modelled"
+    std = stat.std if stat.std > 1e-9 * abs(stat.mean) else 0.0
+    return f"{human(stat.mean, unit)} ± {human(std, unit) if std else 0}"
+
+
+UNITS = {"_j": "J", "_s": "s", "_w": "W"}
+
+
+def constant_value(key: str, value: float) -> str:
+    """A constant in human units by its name's suffix (_j, _s, _w); counts and bits as whole numbers."""
+    unit = next((u for suffix, u in UNITS.items() if key.endswith(suffix)), None)
+    if unit:
+        return human(value, unit)
+    return f"{int(value):,}" if value == int(value) else f"{value:.4g}"
+
+
+def _constant_rows(r: EnergyReport) -> list[list[str]]:
+    return [[k, constant_value(k, c.value),
+             "-" if c.low == c.high else f"{constant_value(k, c.low)} – {constant_value(k, c.high)}",
+             c.kind, c.citation] for k, c in r.constants.items()]
 
 
 def counts_summary(counts: GraphCounts) -> dict[str, Any]:
-    """Per layer: mean ± std per sample of every count, and the mean firing rate."""
+    """Per layer: mean ± std per sample of every count, the mean firing rate and the equivalent ANN's ops."""
     out: dict[str, Any] = {}
     for name, layer in counts.layers.items():
         row = {q: asdict(Stat.of(counts.per_sample(q, [name]))) for q in
@@ -40,21 +81,79 @@ def counts_summary(counts: GraphCounts) -> dict[str, Any]:
         row.update(branch=layer.branch, node_type=layer.node_type, neurons=layer.neurons, synapses=layer.synapses,
                    max_fan_in=layer.max_fan_in, sources=layer.sources,
                    firing_rate=float(layer.spikes.mean() / max(layer.neurons, 1)),
-                   per_step_synops=layer.synops.mean(axis=0).tolist())
+                   per_step_synops=layer.synops.mean(axis=0).tolist(),
+                   ann=asdict(counts.ann[name]) if name in counts.ann else None)
         out[name] = row
     return out
 
 
+def _headline(r: EnergyReport, level: str) -> str:
+    """A level's range in human units; 'does not fit' where `estimate` gave no figure (the network breaks a
+    limit of the target)."""
+    rng, unit = {"core": (r.core_range, "J"), "system": (r.system_range, "J"), "latency": (r.latency_range, "s")}[level]
+    return "does not fit" if rng is None else span(rng, unit)
+
+
 def table(reports: dict[str, EnergyReport]) -> str:
-    """The plain-text table the CLI prints."""
-    head = ("target", "kinds", "energy/inference", "dynamic", "static", "latency/inference", "cores", "chips")
+    """The plain-text table the CLI prints: one row per target, the three levels and the resources."""
+    head = ("target", "fits", "operations", "core energy", "system energy", "latency", "cores", "chips")
     rows = [head]
     for r in reports.values():
-        rows.append((r.target, ",".join(r.kinds), fmt(r.total, "J"), fmt(r.dynamic, "J"), fmt(r.static, "J"),
-                     fmt(r.latency_inference_s, "s"), "-" if r.cores_used is None else str(r.cores_used),
+        ops = ", ".join(f"{k} {v.mean:,.0f}" for k, v in r.operations.items())
+        rows.append((r.target, "yes" if r.fits else "NO", ops, _headline(r, "core"), _headline(r, "system"),
+                     _headline(r, "latency"), "-" if r.cores_used is None else str(r.cores_used),
                      "-" if r.chips_needed is None else str(r.chips_needed)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def accuracy_chain(run_dir: str | Path | None) -> dict[str, float]:
+    """snnTorch -> Lava float -> Lava fixed test accuracy, from whichever of the run's files exist."""
+    found: dict[str, float] = {}
+    if run_dir is None:
+        return found
+    for key, names, path in (("snnTorch", ("test_metrics.json",), ("accuracy",)),
+                             ("Lava float", ("sim_float.json",), ("accuracy", "lava")),
+                             ("Lava fixed point", ("qat/sim_fixed.json", "sim_fixed.json"), ("accuracy", "lava"))):
+        for name in names:  # the quantisation-aware network (RUN_DIR/qat) is the one deployed when present
+            try:
+                value: Any = json.loads((Path(run_dir) / name).read_text())
+                for k in path:
+                    value = value[k]
+                found[key] = float(value)
+                break
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return found
+
+
+def verdict(reports: dict[str, EnergyReport], accuracy: dict[str, float] | None = None) -> str:
+    """One paragraph a reader can take in at a glance: accuracy through the toolchain, then per target the
+    core and system energy per inference (ranges), latency, resources and the constant that dominates."""
+    parts = []
+    if accuracy:
+        parts.append("Test accuracy " + " → ".join(f"{k} {v:.1%}" for k, v in accuracy.items()) + ".")
+    targets = []
+    for r in reports.values():
+        if r.system_range is None:
+            targets.append(f"{r.target} does not fit ({'; '.join(r.violations)}), so it gets no figure")
+            continue
+        where = f"{r.cores_used} cores on {r.chips_needed} chip{'s' if r.chips_needed > 1 else ''}, " \
+            if r.chips_needed is not None else ""
+        dom = (r.dominant.get("system") or [("", 0.0)])[0]
+        targets.append(f"{r.target} {span(r.core_range, 'J')} core, {span(r.system_range, 'J')} system in "
+                       f"{human(r.latency_range.nominal, 's')} ({where}{'/'.join(r.kinds)} constants"
+                       + (f"; range driven by {dom[0]}, {dom[1]:.0%}" if dom[0] else "") + ")")
+    parts.append("Energy per inference, core (dynamic) and system (with idle power over the latency): "
+                 + "; ".join(targets) + ".")
+    for level in ("core", "system"):
+        ranges = {t: r.core_range if level == "core" else r.system_range for t, r in reports.items()}
+        fitting = {t: rg.nominal for t, rg in ranges.items() if rg is not None}
+        if len(fitting) > 1:
+            best, worst = min(fitting, key=fitting.get), max(fitting, key=fitting.get)
+            parts.append(f"At the {level} level {best} is lowest, {fitting[worst] / fitting[best]:,.1f}x below "
+                         f"{worst} (nominal constants).")
+    return " ".join(parts)
 
 
 def _png(fig) -> str:
@@ -66,31 +165,79 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _figure(width: float = 7, height: float = 3.5):
+def _figure(width: float = 7, height: float = 3.5, ncols: int = 1):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height))
+    return plt.subplots(1, ncols, figsize=(width, height))
 
 
-def plot_breakdown(reports: dict[str, EnergyReport], compare: dict[str, EnergyReport] | None,
-                   labels: tuple[str, str]) -> str:
-    fig, ax = _figure()
+COLOURS = {"synaptic_ops": "#1f77b4", "neuron_updates": "#ff7f0e", "spikes": "#2ca02c", "static": "#7f7f7f",
+           "macs": "#9467bd", "adds": "#8c564b", "weight_reads": "#e377c2", "platform_dynamic": "#bcbd22",
+           "platform_idle": "#c7c7c7"}
+
+
+def plot_levels(reports: dict[str, EnergyReport], compare: dict[str, EnergyReport] | None,
+                labels: tuple[str, str]) -> str:
+    """Per target: operations per inference, then stacked energy bars at the core and system levels with
+    whiskers from the low to the high end."""
+    fig, axes = _figure(15, 4, ncols=3)
     runs = [(labels[0], reports)] + ([(labels[1], compare)] if compare else [])
-    components = list(dict.fromkeys(c for _, rs in runs for r in rs.values() for c in r.components))
     groups = [(f"{t}\n{label}" if compare else t, r) for label, rs in runs for t, r in rs.items()]
-    x = np.arange(len(groups))
-    width = 0.8 / max(len(components), 1)
-    for i, comp in enumerate(components):
-        vals = [r.components[comp].mean if comp in r.components else 0.0 for _, r in groups]
-        errs = [r.components[comp].std if comp in r.components else 0.0 for _, r in groups]
-        ax.bar(x + i * width, vals, width, yerr=errs, label=comp)
-    ax.set_xticks(x + width * (len(components) - 1) / 2, [g for g, _ in groups])
+    ops = list(dict.fromkeys(k for _, r in groups for k in r.operations))
+    bottom = np.zeros(len(groups))
+    for op in ops:
+        vals = np.array([r.operations[op].mean if op in r.operations else 0.0 for _, r in groups])
+        axes[0].bar(range(len(groups)), vals, bottom=bottom, label=op)
+        bottom += vals
+    axes[0].set_xticks(range(len(groups)), [g for g, _ in groups], fontsize=8)
+    axes[0].set_yscale("log")
+    axes[0].set_ylim(1, max(bottom.max(), 1) * 3)
+    axes[0].set_ylabel("operations per inference")
+    axes[0].set_title("operations (no constants)")
+    axes[0].legend(fontsize=7)
+    for ax, level in zip(axes[1:], ("core", "system")):
+        comps = list(dict.fromkeys(c for _, r in groups for c in (r.components or {})
+                                   if level == "system" or c not in ("static", "platform_dynamic", "platform_idle")))
+        bottom = np.zeros(len(groups))
+        for comp in comps:
+            vals = np.array([r.components[comp].mean * 1e6 if comp in (r.components or {}) else 0.0
+                             for _, r in groups])
+            if level == "system" and any(r.model == "ann" for _, r in groups):
+                vals = np.array([0.0 if r.model == "ann" and comp in ("macs", "adds", "weight_reads") else v
+                                 for (_, r), v in zip(groups, vals)])
+            ax.bar(range(len(groups)), vals, bottom=bottom, label=comp, color=COLOURS.get(comp))
+            bottom += vals
+        rng = [(r.core_range if level == "core" else r.system_range) for _, r in groups]
+        for i, rg in enumerate(rng):
+            if rg is not None:
+                ax.plot([i, i], [rg.low * 1e6, rg.high * 1e6], color="black", lw=1.5)
+            else:
+                ax.text(i, 0.03, "does not fit", rotation=90, ha="center", va="bottom", fontsize=8,
+                        transform=ax.get_xaxis_transform())
+        ax.set_xticks(range(len(groups)), [g for g, _ in groups], fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylabel("µJ per inference")
+        ax.set_title(f"{level} energy (bars nominal, whiskers low–high)")
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def plot_cores(reports: dict[str, EnergyReport]) -> str:
+    """Cores per layer for each neuromorphic target."""
+    fig, ax = _figure(8, 3.5)
+    chips = [r for r in reports.values() if r.cores_per_layer]
+    layers = list(dict.fromkeys(n for r in chips for n in r.cores_per_layer))
+    width = 0.8 / max(len(chips), 1)
+    for i, r in enumerate(chips):
+        ax.bar(np.arange(len(layers)) + i * width, [r.cores_per_layer.get(n, 0) for n in layers], width,
+               label=f"{r.target}{'' if r.fits else ' (does not fit)'}")
+    ax.set_xticks(np.arange(len(layers)) + width * (len(chips) - 1) / 2, layers, rotation=30, fontsize=8)
     ax.set_yscale("log")
-    ax.set_ylabel("energy per inference (J)")
-    ax.set_title("Energy breakdown (kinds of constants in the table)")
+    ax.set_ylabel("cores")
+    ax.set_title("Cores per layer")
     ax.legend(fontsize=8)
     return _png(fig)
 
@@ -146,30 +293,44 @@ def sweep_section(sweep: Path | None) -> tuple[str | None, str]:
                        f"r {fit['pearson_r']:.2f}.")
 
 
-def _md_report(reports, counts, compare, labels, sweep_note) -> str:
-    lines = ["# Energy, latency and resources", "",
+def _level_rows(r: EnergyReport) -> list[list[str]]:
+    ops = ", ".join(f"{k.replace('_', ' ')} {v.mean:,.0f}" for k, v in r.operations.items())
+    dom = {lv: ", ".join(f"{k} {share:.0%}" for k, share in r.dominant.get(lv, [])) or "-" for lv in ("core", "system")}
+    return [["operations", ops, "-", "none (counts)"],
+            ["core", _headline(r, "core"), fmt(r.core, "J") if r.core else "-", dom["core"]],
+            ["system", _headline(r, "system"), fmt(r.system, "J") if r.system else "-", dom["system"]],
+            ["latency", _headline(r, "latency"), fmt(r.latency_inference_s, "s") if r.latency_inference_s else "-",
+             "-"]]
+
+
+CONSTANT_HEAD = ["constant", "nominal", "range", "kind", "citation"]
+LEVEL_HEAD = ["level", "per inference (range)", "nominal, mean ± std over samples", "dominant constants"]
+
+
+def _md_table(rows: list[list[Any]], head: list[str]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"] + \
+        ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def _md_report(reports, counts, compare, labels, sweep_note, summary) -> str:
+    lines = ["# Energy, latency and resources", "", summary, "",
              f"Counts from: **{counts.source}** ({counts.samples} samples, T = {counts.time_steps}).", "",
              "```", table(reports), "```", ""]
     if compare:
-        lines += [f"## {labels[0]} vs {labels[1]}", "", f"| target | {labels[0]} | {labels[1]} | ratio |",
-                  "|---|---|---|---|"]
-        for t, r in reports.items():
-            if t in compare:
-                o = compare[t]
-                ratio = r.total.mean / o.total.mean if o.total.mean else float("nan")
-                lines.append(f"| {t} | {fmt(r.total, 'J')} | {fmt(o.total, 'J')} | {ratio:.3g} |")
+        lines += [f"## {labels[0]} vs {labels[1]} (system level)", ""]
+        lines += _md_table([[t, _headline(r, "system"), _headline(compare[t], "system")]
+                            for t, r in reports.items() if t in compare], ["target", labels[0], labels[1]])
         lines.append("")
     for r in reports.values():
         lines += [f"## {r.title} (`{r.target}`)", "", r.description, "",
-                  f"Kinds of constants used: **{', '.join(r.kinds)}**.", "",
-                  "| component | energy per inference |", "|---|---|"]
-        lines += [f"| {c} | {fmt(s, 'J')} |" for c, s in r.components.items()]
-        lines += ["", "| branch | " + " | ".join(next(iter(r.per_branch.values()))) + " |",
-                  "|---" * (1 + len(next(iter(r.per_branch.values())))) + "|"]
-        lines += [f"| {b} | " + " | ".join(fmt(s, "J") for s in parts.values()) + " |"
-                  for b, parts in r.per_branch.items()]
-        lines += ["", "| constant | value | kind | citation |", "|---|---|---|---|"]
-        lines += [f"| {k} | {c.value:.4g} | {c.kind} | {c.citation} |" for k, c in r.constants.items()]
+                  f"Kinds of constants used: **{', '.join(r.kinds)}**. Fits: **{'yes' if r.fits else 'no'}**.", ""]
+        lines += [f"- does not fit: {v}" for v in r.violations] + ([""] if r.violations else [])
+        lines += _md_table(_level_rows(r), LEVEL_HEAD) + [""]
+        if r.cores_per_layer:
+            lines += _md_table([[n, c] for n, c in r.cores_per_layer.items()], ["layer", "cores"]) + [""]
+        if r.components is not None:
+            lines += _md_table([[c, fmt(s, "J")] for c, s in r.components.items()], ["component", "nominal energy"])
+        lines += [""] + _md_table(_constant_rows(r), CONSTANT_HEAD)
         lines += [""] + [f"- {n}" for n in r.notes] + [""]
     lines += [sweep_note, ""]
     return "\n".join(lines)
@@ -182,34 +343,42 @@ def _html_table(rows: list[list[Any]], head: list[str]) -> str:
     return "\n".join(out + ["</table>"])
 
 
-def _html_report(reports, counts, compare, labels, images, sweep_note) -> str:
+def _html_report(reports, counts, compare, labels, images, sweep_note, summary) -> str:
     e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Energy report</title><style>",
-             "body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse;margin:1em 0}",
-             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}img{max-width:100%}</style></head><body>",
-             "<h1>Energy, latency and resources</h1>",
-             f"<p>Counts from: <b>{e(counts.source)}</b> ({counts.samples} samples, T = {counts.time_steps}).</p>",
-             _html_table([[r.target, ", ".join(r.kinds), fmt(r.total, "J"), fmt(r.dynamic, "J"), fmt(r.static, "J"),
-                           fmt(r.latency_inference_s, "s"), r.cores_used, r.chips_needed, r.fits_one_chip]
-                          for r in reports.values()],
-                         ["target", "kinds", "energy/inference", "dynamic", "static", "latency/inference", "cores",
-                          "chips", "fits one chip"])]
+             "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;margin:1em 0}",
+             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}img{max-width:100%}",
+             ".verdict{background:#f4f6fa;border-left:4px solid #447;padding:8px 12px}</style></head><body>",
+             "<h1>Energy, latency and resources</h1>", f"<p class='verdict'>{e(summary)}</p>",
+             f"<p>Counts from: <b>{e(counts.source)}</b> ({counts.samples} samples, T = {counts.time_steps}). "
+             "Every figure is a range: the model with all constants at their low and high ends; a target the "
+             "network does not fit gets no energy figure.</p>",
+             _html_table([[r.target, "yes" if r.fits else "NO: " + "; ".join(r.violations), ", ".join(r.kinds),
+                           _headline(r, "core"), _headline(r, "system"), _headline(r, "latency"),
+                           r.cores_used if r.cores_used is not None else "-",
+                           r.chips_needed if r.chips_needed is not None else "-"] for r in reports.values()],
+                         ["target", "fits", "kinds", "core energy", "system energy", "latency", "cores", "chips"])]
     if compare:
         parts.append(f"<h2>{e(labels[0])} vs {e(labels[1])}</h2>")
-        parts.append(_html_table([[t, fmt(r.total, "J"), fmt(compare[t].total, "J")]
+        parts.append(_html_table([[t, _headline(r, "system"), _headline(compare[t], "system")]
                                   for t, r in reports.items() if t in compare], ["target", labels[0], labels[1]]))
     for title, b64 in images.items():
         parts.append(f"<h2>{e(title)}</h2><img alt='{e(title)}' src='data:image/png;base64,{b64}'>")
     for r in reports.values():
         parts += [f"<h2>{e(r.title)} ({e(r.target)})</h2><p>{e(r.description)}</p>",
-                  f"<p>Kinds of constants used: <b>{e(', '.join(r.kinds))}</b></p>",
-                  _html_table([[c, fmt(s, "J")] for c, s in r.components.items()], ["component", "energy"]),
-                  _html_table([[b] + [fmt(s, "J") for s in p.values()] for b, p in r.per_branch.items()],
-                              ["branch"] + list(next(iter(r.per_branch.values())))),
-                  _html_table([[n] + [fmt(s, "J") for s in p.values()] for n, p in r.per_layer.items()],
-                              ["layer"] + list(next(iter(r.per_layer.values())))),
-                  _html_table([[k, f"{c.value:.4g}", c.kind, c.citation] for k, c in r.constants.items()],
-                              ["constant", "value", "kind", "citation"])]
+                  f"<p>Kinds of constants used: <b>{e(', '.join(r.kinds))}</b></p>"]
+        parts += [f"<p><b>Does not fit:</b> {e(v)}</p>" for v in r.violations]
+        parts.append(_html_table(_level_rows(r), LEVEL_HEAD))
+        if r.components is not None:
+            parts += [_html_table([[c, fmt(s, "J")] for c, s in r.components.items()], ["component", "nominal energy"]),
+                      _html_table([[b] + [fmt(s, "J") for s in p.values()] for b, p in r.per_branch.items()],
+                                  ["branch"] + list(next(iter(r.per_branch.values())))),
+                      _html_table([[n, r.cores_per_layer.get(n, "-")] + [fmt(s, "J") for s in p.values()]
+                                   for n, p in r.per_layer.items()],
+                                  ["layer", "cores"] + list(next(iter(r.per_layer.values()))))]
+        elif r.cores_per_layer:
+            parts.append(_html_table([[n, c] for n, c in r.cores_per_layer.items()], ["layer", "cores"]))
+        parts.append(_html_table(_constant_rows(r), CONSTANT_HEAD))
         parts += [f"<p>{e(n)}</p>" for n in r.notes]
     parts += [f"<p>{e(sweep_note)}</p>", "</body></html>"]
     return "\n".join(parts)
@@ -222,20 +391,25 @@ def write_reports(out_dir: str | Path, reports: dict[str, EnergyReport], counts:
                   extra: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write energy.json, report.md, report.html into ``out_dir``; returns their paths."""
     out_dir = Path(out_dir)
-    images = {"Energy breakdown": plot_breakdown(reports, compare, labels),
-              "Firing rate per layer": plot_firing(counts)}
+    images = {"Energy per inference by level": plot_levels(reports, compare, labels)}
+    if any(r.cores_per_layer for r in reports.values()):
+        images["Cores per layer"] = plot_cores(reports)
+    images["Firing rate per layer"] = plot_firing(counts)
     if spikes:
         images["Spike raster"] = plot_raster(spikes)
     sweep = find_sweep(run_dir)
     sweep_image, sweep_note = sweep_section(sweep)
     if sweep_image:
         images["Inverse effectiveness"] = sweep_image
-    record = {"provenance": provenance or {}, "counts_source": counts.source, "samples": counts.samples,
+    accuracy = accuracy_chain(run_dir)
+    summary = verdict(reports, accuracy)
+    record = {"provenance": provenance or {}, "verdict": summary, "accuracy": accuracy,
+              "counts_source": counts.source, "samples": counts.samples,
               "time_steps": counts.time_steps, "targets": to_jsonable(reports), "counts": counts_summary(counts),
               "mapping": to_jsonable(mappings or {}), "compare": to_jsonable(compare or {}),
               "labels": list(labels), "sweep": str(sweep) if sweep else None, "extra": to_jsonable(extra or {})}
     paths = {"json": out_dir / "energy.json", "md": out_dir / "report.md", "html": out_dir / "report.html"}
     write_json_atomic(paths["json"], record)
-    write_text_atomic(paths["md"], _md_report(reports, counts, compare, labels, sweep_note))
-    write_text_atomic(paths["html"], _html_report(reports, counts, compare, labels, images, sweep_note))
+    write_text_atomic(paths["md"], _md_report(reports, counts, compare, labels, sweep_note, summary))
+    write_text_atomic(paths["html"], _html_report(reports, counts, compare, labels, images, sweep_note, summary))
     return paths

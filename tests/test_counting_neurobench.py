@@ -55,3 +55,35 @@ def test_synops_equal_neurobench(graded):
     # Dense: NeuroBench counts every weight, pruned ones too (6*5 + 5*3) * T; we hold one synapse fewer.
     assert result["Dense"] == (6 * 5 + 5 * 3) * T
     assert counts.per_sample("dense_macs").mean() == (6 * 5 + 5 * 3 - 1) * T
+
+
+def test_exported_avdigits_cnn_against_neurobench():
+    """The exported avdigits-cnn graph, one random run, counted by us and by NeuroBench's own metrics.
+    Pool-free layers agree exactly (ACs, MACs, Dense); on pool -> conv/linear paths NeuroBench sees the pooled
+    map (graded, MACs, Dense = conv taps) where we fold the pool into the connection (spikes x folded fan-out,
+    ACs), so our Dense is NeuroBench's x the 2 x 2 pool area. Activation sparsity is equal."""
+    from converters.model_to_nir import export_model
+    from hardware_targets.counting import neurobench_counts, node_shapes
+    from iemf_neuro.models import build_model, get_model_config
+
+    torch.manual_seed(0)
+    cfg = get_model_config("avdigits-cnn")
+    graph = export_model(build_model(cfg), cfg)
+    rng = np.random.default_rng(0)
+    n, t = 2, 3
+    shapes = node_shapes(graph)
+    inputs = {k: (rng.random((n, t, *s)) * (rng.random((n, t, *s)) < 0.7)).astype(np.float32)
+              for k, s in shapes.items() if isinstance(graph.nodes[k], nir.Input)}
+    spikes = {k: (rng.random((n, t, *s)) < 0.15).astype(np.uint8)
+              for k, s in shapes.items() if not isinstance(graph.nodes[k], nir.Input)}
+    ours, theirs = count_graph(graph, inputs, spikes), neurobench_counts(graph, inputs, spikes)
+    pooled = {"audio.1", "visual.1", "fusion"}
+    for name, layer in ours.layers.items():
+        nb = theirs[name]
+        if name in pooled:
+            assert layer.synapses * t == 4 * nb["Dense"] and layer.acs.sum() / n > nb["Effective_MACs"] > 0
+        else:
+            assert (layer.acs.sum() / n, layer.macs.sum() / n, layer.synapses * t) == \
+                (nb["Effective_ACs"], nb["Effective_MACs"], nb["Dense"])
+    ours_sparsity = 1 - ours.per_sample("spikes").sum() / (n * t * sum(l.neurons for l in ours.layers.values()))
+    assert ours_sparsity == pytest.approx(theirs["network"]["activation_sparsity"], rel=1e-12)

@@ -57,7 +57,7 @@ def test_malicious_config_strings_are_escaped(tmp_path):
     page = paths["html"].read_text()
     assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
     images = [chunk.split("'")[0] for chunk in page.split("data:image/png;base64,")[1:]]
-    assert len(images) == 3 and all(base64.b64decode(b).startswith(b"\x89PNG") for b in images)
+    assert len(images) == 4 and all(base64.b64decode(b).startswith(b"\x89PNG") for b in images)
     assert "http" not in page.replace("https://", "").split("<body>")[0]  # nothing fetched from outside
 
 
@@ -93,7 +93,7 @@ def test_cli_energy_writes_reports_and_compares(tmp_path, capsys):
     assert record["provenance"]["versions"]["nir"] and record["sweep"].endswith("sweep_test.json")
     assert record["targets"]["loihi2"]["per_branch"].keys() == {"audio", "visual", "fusion"}
     page = (run / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4 and "iemf vs plain" in page
+    assert page.count("data:image/png;base64,") == 5 and "iemf vs plain" in page
     assert "<h2>Inverse effectiveness</h2>" in page and "sweep_test.json (test split, 4 corruption cells)" in page
 
 
@@ -144,3 +144,12 @@ def test_energy_without_a_simulation_encodes_with_the_runs_seed(tmp_path):
     for seed, same in ((5, True), (0, False)):
         audio, _ = encode_inputs(cfg, split.audio[:3], split.image[:3], torch.Generator().manual_seed(seed))
         assert np.array_equal(inputs["audio"], audio.transpose(0, 1).numpy()) == same
+
+
+def test_figures_read_in_human_units():
+    from hardware_targets.energy import Range
+    from hardware_targets.report import human, span
+
+    assert human(2.37e-4, "J") == "237 µJ" and human(0.0106, "s") == "10.6 ms" and human(1.5e-12, "J") == "1.5 pJ"
+    assert human(None, "J") == "not modelled"
+    assert span(Range(1e-6, 2e-6, 5e-3), "J") == "1 µJ – 5 mJ (nominal 2 µJ)" and span(Range(1, 1, 1), "s") == "1 s"

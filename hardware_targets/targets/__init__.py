@@ -4,12 +4,17 @@ A target is a small TOML file (this folder: ``loihi1``, ``loihi2``, ``truenorth`
 their own with ``--target-file``). Each constant is a table::
 
     [constants.e_synop_j]
-    value = 23.6e-12          # SI units: joules, seconds, watts, counts
+    value = 23.6e-12          # SI units: joules, seconds, watts, bits, counts (the nominal value)
+    low = 23.6e-12            # optional range (default: value); a published minimum stays the low end
+    high = 47e-12
     kind = "pre-silicon"      # measured | measured-board | pre-silicon | borrowed | calibrated | arithmetic-only | spec | assumption
     citation = "Davies et al. 2018, IEEE Micro 38(1), Table 2"
 
 and every report prints the kind beside the figure, so a borrowed or pre-silicon number is never read as a
-measurement. A user file may set ``base = "loihi2"`` to override only some constants of a built-in target.
+measurement. Structural limits (cores, neurons, memory, axons, storage formats) are exact: they take no range.
+Every energy and time is non-decreasing in every constant that takes a range (per-op energies and times,
+static power, barrier times), so evaluating the model with all of them at ``low`` (``high``) gives the low
+(high) end of every figure. A user file may set ``base = "loihi2"`` to override only some constants.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 KINDS = ("measured", "measured-board", "pre-silicon", "borrowed", "calibrated", "arithmetic-only", "spec",
          "assumption")
 MODELS = ("neuromorphic", "ann")
+PARTITIONERS = ("minimal", "power-of-two")  # how a layer is split over cores (see mapping.py)
 ALIASES = {"ann-gpu": "ann_gpu"}
 
 # What each cost model reads; (name, description). Optional constants may be absent.
@@ -34,36 +40,64 @@ NEUROMORPHIC_REQUIRED = {
     "e_update_active_j": "energy per active neuron update (J)",
     "e_update_inactive_j": "energy per inactive neuron update (J)",
     "e_spike_j": "energy per spike message (J)",
-    "static_power_w": "static power per chip (W)",
+    "static_power_w": "static (idle) power per chip (W)",
     "cores_per_chip": "neuro cores per chip",
+    "cores_per_tile": "cores sharing one mesh router (barrier time grows with tiles)",
     "neurons_per_core": "neurons (compartments) per core",
-    "synapses_per_core": "synapses per core (synaptic memory)",
+    "synaptic_memory_bits": "synaptic memory per core (bits)",
+    "dense_synapse_bits": "bits of synaptic memory one stored synapse takes at the chip's weight precision",
+    "conv_weight_bits": "bits per shared convolution kernel weight; 0 = the chip stores every synapse",
+    "axon_header_bits": "synaptic memory per input axon per core (bits)",
+    "max_input_axons": "distinct source neurons one core can receive from",
+    "max_output_axons": "(neuron, destination core) routes one core can send",
 }
 NEUROMORPHIC_OPTIONAL = {
     "t_synop_s": "time per synaptic op (s)",
     "t_update_active_s": "time per active neuron update (s)",
     "t_update_inactive_s": "time per inactive neuron update (s)",
     "t_spike_s": "time per spike message (s)",
-    "t_barrier_1core_s": "barrier sync over 1 core (s)",
-    "t_barrier_32cores_s": "barrier sync over 32 cores (s)",
+    "t_barrier_1tile_s": "barrier sync over 1 tile (s)",
+    "t_barrier_32tiles_s": "barrier sync over 32 tiles (s)",
     "t_step_s": "fixed time per step (s): a clocked tick instead of the per-op time model",
-    "max_fan_in": "largest fan-in (synapses into one neuron)",
 }
-ANN_REQUIRED = {"e_mac_j": "energy per multiply-accumulate (J)"}
-COUNT_CONSTANTS = ("cores_per_chip", "neurons_per_core", "synapses_per_core", "max_fan_in")
+TIMING = ("t_synop_s", "t_update_active_s", "t_update_inactive_s", "t_spike_s", "t_barrier_1tile_s",
+          "t_barrier_32tiles_s")
+ANN_REQUIRED = {
+    "e_mac_j": "energy per multiply-accumulate in the datapath (J)",
+    "e_add_j": "energy per add (pooling) in the datapath (J)",
+    "e_weight_read_j": "energy to read one weight from on-chip memory, once per inference (J)",
+    "platform_idle_power_w": "idle power of the platform that runs the ANN (W)",
+    "platform_dynamic_power_w": "power above idle while it runs one inference (W)",
+    "platform_overhead_s": "fixed time per batch-1 inference (launch, transfers) (s)",
+    "platform_s_per_mac": "time per multiply-accumulate at batch 1 (s)",
+}
+COUNT_CONSTANTS = ("cores_per_chip", "cores_per_tile", "neurons_per_core", "synaptic_memory_bits",
+                   "max_input_axons", "max_output_axons")  # whole numbers, no range
+FORMAT_CONSTANTS = ("dense_synapse_bits", "conv_weight_bits", "axon_header_bits")  # no range: the mapper reads value
+NO_RANGE = COUNT_CONSTANTS + FORMAT_CONSTANTS
 
 
 @dataclass(frozen=True)
 class Constant:
-    """One number a cost model uses, and where it comes from."""
+    """One number a cost model uses, its range, and where it comes from."""
 
-    value: float  # SI units (J, s, W) or a count
+    value: float  # nominal, SI units (J, s, W), bits or a count
     kind: str  # one of KINDS
     citation: str  # source, table, conditions
+    low: float | None = None  # low end of the range (None: = value)
+    high: float | None = None  # high end of the range (None: = value)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        object.__setattr__(self, "low", self.value if self.low is None else self.low)
+        object.__setattr__(self, "high", self.value if self.high is None else self.high)
+        if not self.low <= self.value <= self.high:
+            raise ValueError(f"range {self.low} <= {self.value} <= {self.high} is out of order")
+
+    def at(self, end: str) -> float:
+        """The value at one end of the range: "low", "nominal" or "high"."""
+        return {"low": self.low, "nominal": self.value, "high": self.high}[end]
 
 
 @dataclass(frozen=True)
@@ -75,11 +109,21 @@ class Target:
     model: str  # "neuromorphic" | "ann"
     description: str  # one paragraph: what is and is not modelled
     constants: dict[str, Constant] = field(default_factory=dict)
+    partitioner: str = "minimal"  # minimal | power-of-two (Lava's Loihi 2 tiling)
     source: str = "built-in"  # file it was read from
 
     def value(self, key: str) -> float | None:
         c = self.constants.get(key)
         return None if c is None else c.value
+
+    def at(self, end: str, only: str | None = None) -> "Target":
+        """This target with every constant (or only ``only``) at the ``end`` of its range."""
+        moved = {k: replace(c, value=c.at(end)) if only in (None, k) else c for k, c in self.constants.items()}
+        return replace(self, constants=moved)
+
+    def ranged(self) -> list[str]:
+        """Constants whose range is not a single point."""
+        return [k for k, c in self.constants.items() if c.low != c.high]
 
     def kinds(self) -> list[str]:
         """The distinct kinds of constants used, in KINDS order (printed in every report)."""
@@ -116,26 +160,33 @@ def _read(path: Path) -> dict[str, Any]:
 def _constant(where: str, key: str, raw: Any) -> Constant:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: constant {key!r} must be a table with value, kind and citation")
-    unknown = set(raw) - {"value", "kind", "citation"}
+    unknown = set(raw) - {"value", "kind", "citation", "low", "high"}
     missing = {"value", "kind", "citation"} - set(raw)
     if unknown or missing:
-        raise UserError(f"{where}: constant {key!r} needs exactly value, kind, citation "
+        raise UserError(f"{where}: constant {key!r} needs exactly value, kind, citation and optionally low, high "
                         f"(missing {sorted(missing)}, unknown {sorted(unknown)})")
-    value = raw["value"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise UserError(f"{where}: constant {key!r} value {value!r} must be a finite number >= 0")
+    numbers = {f: raw[f] for f in ("value", "low", "high") if f in raw}
+    for field_, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise UserError(f"{where}: constant {key!r} {field_} {value!r} must be a finite number >= 0")
+    value = numbers["value"]
     if key in COUNT_CONSTANTS and (value < 1 or int(value) != value):
         raise UserError(f"{where}: constant {key!r} value {value!r} must be a whole number >= 1")
+    if key in NO_RANGE and len(numbers) > 1:
+        raise UserError(f"{where}: constant {key!r} is a structural limit and takes no low/high; remove them")
+    low, high = numbers.get("low", value), numbers.get("high", value)
+    if not low <= value <= high:
+        raise UserError(f"{where}: constant {key!r} needs low <= value <= high (got {low}, {value}, {high})")
     if raw["kind"] not in KINDS:
         raise UserError(f"{where}: constant {key!r} kind {raw['kind']!r} is not one of {', '.join(KINDS)}")
     if not isinstance(raw["citation"], str) or not raw["citation"].strip():
         raise UserError(f"{where}: constant {key!r} needs a non-empty citation string (say where it comes from)")
-    return Constant(float(value), raw["kind"], raw["citation"].strip())
+    return Constant(float(value), raw["kind"], raw["citation"].strip(), float(low), float(high))
 
 
 def target_from_dict(data: dict[str, Any], where: str = "target") -> Target:
     """Validate a parsed target file; a ``base`` key starts from that built-in target and overrides it."""
-    known = {"name", "title", "model", "description", "constants", "base"}
+    known = {"name", "title", "model", "description", "constants", "base", "partitioner"}
     unknown = set(data) - known
     if unknown:
         raise UserError(f"{where}: unknown keys {sorted(unknown)}; valid keys: {sorted(known)}")
@@ -145,7 +196,10 @@ def target_from_dict(data: dict[str, Any], where: str = "target") -> Target:
         raise UserError(f"{where}: 'constants' must be a table of tables")
     constants = dict(base.constants) if base else {}
     constants.update({k: _constant(where, k, v) for k, v in raw_constants.items()})
-    fields_ = {k: data.get(k, getattr(base, k) if base else None) for k in ("name", "title", "model", "description")}
+    fields_ = {k: data.get(k, getattr(base, k) if base else None)
+               for k in ("name", "title", "model", "description", "partitioner")}
+    if fields_["partitioner"] not in (None, *PARTITIONERS):
+        raise UserError(f"{where}: partitioner {fields_['partitioner']!r} is not one of {', '.join(PARTITIONERS)}")
     for key in ("name", "model"):
         if not isinstance(fields_[key], str) or not fields_[key]:
             raise UserError(f"{where}: missing {key!r}; add e.g. name = \"mychip\" and model = \"neuromorphic\"")
@@ -161,13 +215,12 @@ def target_from_dict(data: dict[str, Any], where: str = "target") -> Target:
     if extra:
         raise UserError(f"{where}: unknown constants {extra}; a {fields_['model']} target accepts {sorted(allowed)}")
     if fields_["model"] == "neuromorphic" and "t_step_s" not in constants:
-        timing = ("t_synop_s", "t_update_active_s", "t_update_inactive_s", "t_spike_s", "t_barrier_1core_s",
-                  "t_barrier_32cores_s")
-        absent = [k for k in timing if k not in constants]
+        absent = [k for k in TIMING if k not in constants]
         if absent:
-            raise UserError(f"{where}: latency needs either t_step_s or all of {list(timing)} (missing {absent})")
+            raise UserError(f"{where}: latency needs either t_step_s or all of {list(TIMING)} (missing {absent})")
     return Target(name=fields_["name"], title=fields_["title"] or fields_["name"], model=fields_["model"],
-                  description=fields_["description"] or "", constants=constants, source=where)
+                  description=fields_["description"] or "", constants=constants,
+                  partitioner=fields_["partitioner"] or "minimal", source=where)
 
 
 def load_target(name_or_path: str | Path) -> Target:

@@ -101,15 +101,25 @@ def counts_for(run_dir: Path, spikes_path: Path | None, samples: int | None):
 
 
 def reports_for(graph, counts, targets):
-    from hardware_targets.energy import estimate
+    """Mapping and energy per target; the ANN target also gets an NVML-measured figure where CUDA is present."""
+    import nir
+
+    from hardware_targets.counting import node_shapes
+    from hardware_targets.energy import estimate, measure_ann_gpu
     from hardware_targets.mapping import map_graph
 
-    mappings = {t.name: map_graph(graph, t) for t in targets}
-    return {t.name: estimate(counts, mappings[t.name], t) for t in targets}, mappings
+    mappings = {t.name: map_graph(graph, t, counts) for t in targets}
+    reports = {t.name: estimate(counts, mappings[t.name], t) for t in targets}
+    for report in reports.values():
+        if report.model == "ann":
+            inputs = {n: s for n, s in node_shapes(graph).items() if isinstance(graph.nodes[n], nir.Input)}
+            report.measured, note = measure_ann_gpu(graph, inputs)
+            report.notes.append(note)
+    return reports, mappings
 
 
 def run(args: argparse.Namespace) -> int:
-    from hardware_targets.report import table, write_reports
+    from hardware_targets.report import table, verdict, write_reports
     from hardware_targets.targets import load_target
     from iemf_neuro.provenance import provenance
 
@@ -130,5 +140,6 @@ def run(args: argparse.Namespace) -> int:
                           run_dir=args.run_dir, provenance=provenance(config))
     print(f"counts from {counts.source} ({counts.samples} samples)")
     print(table(reports))
+    print(verdict(reports))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
