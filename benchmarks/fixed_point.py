@@ -27,7 +27,7 @@ from support.trained_run import quant_aware_run, trained_run
 
 from converters.model_to_nir import export_model
 from converters.nir_to_lava import plan_graph
-from converters.quantize import CALIBRATION_SAMPLES, Calibration, quantize_plan, simulate_fixed
+from converters.quantize import CALIBRATION_SAMPLES, Calibration, calibration_indices, quantize_plan, simulate_fixed
 from hardware_targets.lava_sim import simulate_graph
 from hardware_targets.run_simulation import snn_spikes
 from iemf_neuro.models import encode_inputs
@@ -49,14 +49,17 @@ class Result:
     spike_agreement: dict[str, float] = field(default_factory=dict)  # layer -> with the same weights' float forward
 
 
-def encoded(run, split: str, n: int | None = None) -> dict[str, np.ndarray]:
+def encoded(run, split: str, calibration: bool = False) -> dict[str, np.ndarray]:
+    """The split encoded with the run's seed; ``calibration``: the seeded subset the CLI calibrates on."""
     cfg = run.model_config
     data = load_dataset(RunConfig(cfg.name, cfg, run.train_config), split)
-    n = len(data.labels) if n is None else n
-    x_a, x_v = encode_inputs(cfg, torch.as_tensor(data.audio[:n]), torch.as_tensor(data.image[:n]),
+    rows = torch.arange(len(data.labels))
+    if calibration:
+        rows = torch.from_numpy(calibration_indices(len(data.labels), seed=run.train_config.seed))
+    x_a, x_v = encode_inputs(cfg, torch.as_tensor(data.audio)[rows], torch.as_tensor(data.image)[rows],
                              torch.Generator().manual_seed(run.train_config.seed))
     return {"audio": x_a.transpose(0, 1).double().numpy(), "visual": x_v.transpose(0, 1).double().numpy(),
-            "labels": np.asarray(data.labels[:n])}
+            "labels": np.asarray(data.labels)[rows.numpy()]}
 
 
 def prediction(spikes: dict[str, np.ndarray]) -> np.ndarray:
@@ -92,7 +95,7 @@ def measure(config_name: str, seed: int) -> dict[str, Result | float | int]:
     run = load_run(trained_run(config_name, seed))
     qat = load_run(quant_aware_run(config_name, seed))
     x = encoded(run, "test")
-    calib_x = encoded(run, "train", CALIBRATION_SAMPLES)
+    calib_x = encoded(run, "train", calibration=True)
     float_spikes = reference(run, x)
     float_pred = prediction(float_spikes)
     graph = export_model(run.model, run.model_config)

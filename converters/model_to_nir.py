@@ -267,6 +267,10 @@ def export_model(model: IEMFNet, cfg: ModelConfig, gains: dict[str, float] | Non
     like = next(model.parameters()).detach()
     default = {m: float(g) for m, g in zip(MODALITIES, model.fusion.gain.detach().cpu().tolist())}
     gains = check_gains(gains, default)
+    if model.quant_aware and gains != default:
+        raise UserError(f"fusion gains {gains} differ from the {default} this quantisation-aware network was trained "
+                        "with, and its fixed-point scales hold only for those; export it without --fusion-gain, "
+                        "or fine-tune it in fixed point with the new gains")
     b = _Builder(like)
     sources = {}
     for modality in MODALITIES:

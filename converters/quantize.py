@@ -46,6 +46,12 @@ EXP_OFFSETS = (0, -1, -2)  # calibration: weight exponents tried below the range
 CALIBRATION_SAMPLES = 128  # training samples the CLI calibrates on
 
 
+def calibration_indices(available: int, samples: int = CALIBRATION_SAMPLES, seed: int = 0) -> np.ndarray:
+    """A seeded random subset of a split's rows, in order: splits are stored sorted by label, so their first
+    rows would calibrate on one class only."""
+    return np.sort(np.random.default_rng(seed).permutation(available)[:samples])
+
+
 @dataclass
 class InputQuant:
     """How an Input node's values become payloads: ``payload = round(x * scale)``."""
@@ -117,9 +123,10 @@ class Calibration:
 
 
 def input_quant(x: np.ndarray, scale: float | None = None) -> InputQuant:
-    """Binary inputs pass as spikes; graded ones get ``scale`` (default: 8-bit payloads span ``max|x|``)."""
+    """Binary inputs pass as spikes; graded ones get ``scale`` (default: 8-bit payloads span ``max|x|``).
+    A given scale (a quantisation-aware network's own) always means graded, even for data that is all 0/1."""
     x = np.asarray(x)
-    if x.size and np.all((x == 0) | (x == 1)):
+    if scale is None and x.size and np.all((x == 0) | (x == 1)):
         return InputQuant(1.0, True, 1.0)
     max_abs = float(np.max(np.abs(x))) if x.size else 0.0
     return InputQuant(input_scale(max_abs) if scale is None else scale, False, max_abs)
@@ -300,7 +307,11 @@ def quantize_plan(plan: LavaPlan, inputs: dict[str, np.ndarray],
     if calibration is not None and any(p.recurrent for p in plan.projections):
         raise UserError("fixed-point calibration supports feed-forward graphs only; quantise this graph by range "
                         "(no calibration)")
-    qin = {n: input_quant(inputs[n], spec.input_scale.get(n) if spec else None) for n in plan.inputs}
+    if spec is not None and set(spec.input_scale) != set(plan.inputs):
+        raise UserError(f"the graph's fixed_point record has input scales for {sorted(spec.input_scale)}, the graph "
+                        f"has inputs {sorted(plan.inputs)}; re-export the run")
+    ranged = calibration.inputs if calibration is not None else inputs  # the deployed integers never see test data
+    qin = {n: input_quant(ranged[n], spec.input_scale[n] if spec else None) for n in plan.inputs}
     source_range = {n: (1.0 if q.binary else q.max_abs) for n, q in qin.items()}
     layers: dict[str, LayerQuant] = {}
     projections: list[ProjectionQuant | None] = [None] * len(plan.projections)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from converters.quantize import CALIBRATION_SAMPLES
+from converters.quantize import CALIBRATION_SAMPLES, calibration_indices
 from iemf_neuro.errors import UserError
 from iemf_neuro.models.reference import fixed_point_reference, reference_spikes
 
@@ -92,8 +92,8 @@ def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, pr
     calibration = None
     if fixed and request.calibration_samples > 0 and not trained_fixed:
         train = load_dataset(config, "train", corruption)
-        k = min(request.calibration_samples, len(train.labels))
-        c_a, c_v = encode_inputs(cfg, torch.as_tensor(train.audio[:k]), torch.as_tensor(train.image[:k]),
+        rows = torch.from_numpy(calibration_indices(len(train.labels), request.calibration_samples, seed))
+        c_a, c_v = encode_inputs(cfg, torch.as_tensor(train.audio)[rows], torch.as_tensor(train.image)[rows],
                                  torch.Generator().manual_seed(seed + 1))
         calibration = {"audio": c_a.transpose(0, 1).double().numpy(), "visual": c_v.transpose(0, 1).double().numpy()}
     result = simulate_graph(graph, inputs, request.precision, timeout_s=request.timeout_s, progress=progress,

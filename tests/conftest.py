@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -15,3 +16,10 @@ def full_fsdd() -> Path:
     if not value:
         pytest.skip("needs the full FSDD: set IEMF_FSDD_DIR to FSDD's recordings/ folder (CI sets ../shared/data/fsdd)")
     return Path(value)
+
+
+@pytest.fixture
+def interruptible():
+    """``preexec_fn`` for a child the test will Ctrl-C: a shell's background job starts with SIGINT ignored, and
+    Python keeps an inherited SIG_IGN, so without this such a child would run on through the test's SIGINT."""
+    return lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -224,14 +224,15 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_killed_simulation_leaves_no_children_and_no_output(tmp_path, sig):
+def test_killed_simulation_leaves_no_children_and_no_output(tmp_path, sig, interruptible):
     rng = np.random.default_rng(5)
     graph = recurrent_cuba(rng)
     nir.write(tmp_path / "g.nir", graph)
     np.savez(tmp_path / "x.npz", **{"in": rng.uniform(0, 1, (4000, 10, 4))})
     proc = subprocess.Popen([CLI, "simulate", str(tmp_path / "g.nir"),
                              "--inputs", str(tmp_path / "x.npz"), "--steps", "10", "--out", str(tmp_path / "o.npz"),
-                             "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=interruptible)
     children: set[int] = set()
     deadline = time.monotonic() + 180
     while len(children) < 5 and time.monotonic() < deadline and proc.poll() is None:  # wait for Lava's forks

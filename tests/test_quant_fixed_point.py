@@ -15,6 +15,7 @@ from converters.nir_to_lava import plan_graph
 from converters.quantize import Calibration, quantize_plan, simulate_fixed
 from hardware_targets.lava_sim import simulate_graph
 from iemf_neuro.cli import main
+from iemf_neuro.errors import UserError
 from iemf_neuro.models import BranchConfig, build_model, encode_inputs, get_model_config
 from iemf_neuro.models.fixed_point import FixedPointSpec, network_spec
 from iemf_neuro.models.reference import fixed_point_reference
@@ -135,6 +136,7 @@ def test_quant_aware_training_is_recorded_and_fine_tunes(tmp_path, capsys):
     (["model.neuron.kind=\"cuba\""], "'lif' neurons"),
     (["init_from=\"/nonexistent/best.pt\""], "does not exist"),
     (["model.encoding=\"rate\""], "direct-encoded"),
+    (["bf16=true"], "bf16 autocast would round"),
 ])
 def test_quant_aware_refuses_what_fixed_point_cannot_run(tmp_path, capsys, overrides, message):
     args = ["train", "--out", str(tmp_path / "x"), "--epochs", "1", "--set", "quant_aware=true", *QUICK]
@@ -154,8 +156,38 @@ def test_pipeline_deploys_the_fine_tuned_network_and_reports_the_drop(tmp_path, 
     fixed = json.loads((out / "summary.json").read_text())["fixed_point"]
     assert fixed["path"] == "quantisation-aware" and fixed["reference"] == "fixed-point forward"
     assert fixed["spike_mismatches_vs_reference"] == 0
+    assert sum(json.loads((out / "qat" / "sim_fixed.json").read_text())["spike_counts"]["lava"].values()) > 0
+    assert (out / "qat" / "model.nir").is_file()  # the network deployed in fixed point is written, not only run
     assert fixed["drop_points"] == pytest.approx(100 * (fixed["accuracy_float"] - fixed["accuracy_fixed"]))
     assert json.loads((out / "qat" / "config.json").read_text())["train"]["quant_aware"] is True
     capsys.readouterr()
     assert main(args) == 0
     assert "[qat] up to date, skipped" in capsys.readouterr().out
+
+
+def test_a_quant_aware_network_exports_only_with_the_gains_it_was_trained_with():
+    cfg, net, _, _ = small_net()
+    with pytest.raises(UserError, match="fixed-point scales hold only for those"):
+        export_model(net, cfg, gains={"audio": 2.6, "visual": 0.7})
+
+
+def test_trained_input_scales_hold_for_binary_looking_data():
+    """A quantisation-aware network's inputs are graded payloads even when the data happen to be 0/1."""
+    cfg, net, x_a, x_v = small_net(1)
+    x_v = (x_v > 0.5).to(x_v.dtype)
+    forward = {k: v.transpose(0, 1).numpy() for k, v in fixed_point_reference(net, x_a, x_v).items()}
+    plan = plan_graph(export_model(net, cfg))
+    inputs = batch_major(x_a, x_v)
+    ours = simulate_fixed(plan, quantize_plan(plan, inputs), inputs)
+    for layer, spikes in forward.items():
+        np.testing.assert_array_equal(ours[layer], spikes, err_msg=layer)
+
+
+def test_calibration_rows_span_the_classes_of_a_label_sorted_split():
+    from converters.quantize import calibration_indices
+    from iemf_neuro.data import load_split
+
+    labels = load_split("train").labels.numpy()
+    rows = calibration_indices(len(labels), seed=3)
+    assert len(rows) == 128 and np.all(np.diff(rows) > 0) and len(np.unique(labels[rows])) == 10
+    assert np.array_equal(rows, calibration_indices(len(labels), seed=3))

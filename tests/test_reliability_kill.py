@@ -76,12 +76,12 @@ def case(tmp_path_factory) -> Path:
     return root
 
 
-def simulate(root: Path, out: Path, tmp: Path) -> subprocess.Popen:
+def simulate(root: Path, out: Path, tmp: Path, preexec) -> subprocess.Popen:
     argv = [sys.executable, "-m", "iemf_neuro.cli", "simulate", str(root / "graph.nir"), "--inputs",
             str(root / "inputs.npz"), "--steps", str(STEPS), "--out", str(out), "--no-progress", "--timeout", "120"]
     env = {**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     log = open(out.parent / "log.txt", "ab")
-    return subprocess.Popen(argv, stdout=log, stderr=log, env=env, start_new_session=True)
+    return subprocess.Popen(argv, stdout=log, stderr=log, env=env, start_new_session=True, preexec_fn=preexec)
 
 
 def check_output(out: Path) -> bool:
@@ -97,7 +97,7 @@ def check_output(out: Path) -> bool:
 
 
 @pytest.mark.slow
-def test_random_kills_leave_no_children_and_no_partial_output(case):
+def test_random_kills_leave_no_children_and_no_partial_output(case, interruptible):
     rng = random.Random(SEED)
     record = {"kills": 0, "during_lava": 0, "completed_before_kill": 0, "outputs_complete": 0, "codes": []}
     t0 = time.monotonic()
@@ -113,7 +113,7 @@ def test_random_kills_leave_no_children_and_no_partial_output(case):
         # first Lava child appears (inside the run proper).
         after_children = record["kills"] % 4 >= 2
         delay = rng.uniform(0.0, 1.5) if after_children else rng.uniform(0.2, 4.0)
-        proc = simulate(case, out, tmp)
+        proc = simulate(case, out, tmp, interruptible)
         seen: set[tuple[int, int]] = set()
         start = time.monotonic()
         armed_at = None if after_children else start

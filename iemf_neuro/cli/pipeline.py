@@ -196,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     targets = args.target or list(DEFAULT_TARGETS)
     out, progress = args.out, not args.quiet
     fixed_dir = out / "qat" if qat_epochs else out
+    exported = dict.fromkeys((out, fixed_dir))  # the float network, and the fine-tuned one Lava runs in fixed point
 
     def simulate(run_dir: Path, precision: str) -> Callable[[], None]:
         request = SimulationRequest(precision, "test", args.limit, timeout_s=args.timeout)
@@ -210,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
         stages.append(Stage("qat", {"epochs": qat_epochs}, ("qat/test_metrics.json", "qat/checkpoints/best.pt"),
                             lambda: train_stage(args, qat, fixed_dir)))
     stages += [
-        Stage("export", {}, ("model.nir",), lambda: export_run(out)),
+        Stage("export", {}, tuple(str((d / "model.nir").relative_to(out)) for d in exported),
+              lambda: [export_run(d) for d in exported]),
         Stage("lava-float", {**sim, "precision": "float"}, ("sim_float.json", "sim_float.npz"),
               simulate(out, "float")),
         Stage("lava-fixed", {**sim, "precision": "fixed", "qat_epochs": qat_epochs}, fixed_outputs,

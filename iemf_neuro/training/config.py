@@ -68,6 +68,9 @@ class TrainConfig:
             value = getattr(self, key)
             if not (math.isfinite(value) and value > 0):
                 raise UserError(f"{key}={value} must be a positive finite number; set e.g. --set {key}=1e-3")
+        if self.quant_aware and self.bf16:
+            raise UserError("quant_aware=true trains through exact integer arithmetic, which bf16 autocast would "
+                            "round; drop --set bf16=true")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
         for key in ("weight_decay", "ogm_alpha", "iemf_start", "ogm_start", "seed", "num_workers"):
