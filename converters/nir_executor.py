@@ -42,8 +42,8 @@ class GraphRun:
     dt: float = 1.0  # the step the graph was simulated at
 
 
-def _as_tensor(value, dtype: torch.dtype) -> Tensor:
-    return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=dtype)
+def _as_tensor(value, dtype: torch.dtype, device: torch.device | str | None = None) -> Tensor:
+    return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=dtype, device=device)
 
 
 def _ints(value, n: int) -> tuple[int, ...]:
@@ -68,24 +68,26 @@ def _flatten(node: nir.Flatten, name: str) -> Callable[[Tensor], Tensor]:
     return lambda x: torch.flatten(x, start + 1, end + 1)
 
 
-def stateless_op(node: nir.NIRNode, name: str, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
-    """The function ``[M, *in] -> [M, *out]`` of a synaptic (time-free) node; M folds batch and time."""
+def stateless_op(node: nir.NIRNode, name: str, dtype: torch.dtype,
+                 device: torch.device | str | None = None) -> Callable[[Tensor], Tensor]:
+    """The function ``[M, *in] -> [M, *out]`` of a synaptic (time-free) node; M folds batch and time.
+    Its parameters live on ``device`` (default: the CPU)."""
     if isinstance(node, (nir.Input, nir.Output)):
         return lambda x: x
     if isinstance(node, (nir.Affine, nir.Linear)):
-        w = _as_tensor(node.weight, dtype)
+        w = _as_tensor(node.weight, dtype, device)
         if w.ndim != 2:
             raise UserError(f"{type(node).__name__} node {name!r} has a {w.ndim}-D weight; only 2-D weights "
                             "[out, in] are supported")
-        b = _as_tensor(node.bias, dtype) if isinstance(node, nir.Affine) else None
+        b = _as_tensor(node.bias, dtype, device) if isinstance(node, nir.Affine) else None
         return lambda x: F.linear(x, w, b)
     if isinstance(node, nir.Scale):
-        s = _as_tensor(node.scale, dtype)
+        s = _as_tensor(node.scale, dtype, device)
         return lambda x: x * s
     if isinstance(node, (nir.Conv1d, nir.Conv2d)):
         n = 1 if isinstance(node, nir.Conv1d) else 2
         conv = F.conv1d if n == 1 else F.conv2d
-        w, b = _as_tensor(node.weight, dtype), _as_tensor(node.bias, dtype)
+        w, b = _as_tensor(node.weight, dtype, device), _as_tensor(node.bias, dtype, device)
         kw = dict(stride=_ints(node.stride, n), padding=_padding(node.padding, n),
                   dilation=_ints(node.dilation, n), groups=int(np.asarray(node.groups)))
         return lambda x: conv(x, w, b, **kw)
@@ -96,7 +98,7 @@ def stateless_op(node: nir.NIRNode, name: str, dtype: torch.dtype) -> Callable[[
     if isinstance(node, nir.Flatten):
         return _flatten(node, name)
     if isinstance(node, nir.Threshold):
-        thr = _as_tensor(node.threshold, dtype)
+        thr = _as_tensor(node.threshold, dtype, device)
         return lambda x: (x > thr).to(dtype)
     raise UserError(f"node {name!r} has type {type(node).__name__}, which the reference executor does not "
                     "support; supported: Input, Output, Affine, Linear, Scale, Conv1d, Conv2d, Flatten, "

@@ -267,7 +267,9 @@ def ann_forward(graph) -> Callable[[dict], object]:
     incoming paths, every other node its torch operation; inputs ``{Input name: [B, *shape]}`` -> outputs."""
     import nir
 
-    from .counting import NEURON_TYPES, torch_node
+    from converters.nir_executor import stateless_op
+
+    from .counting import NEURON_TYPES
 
     pred: dict[str, list[str]] = {n: [] for n in graph.nodes}
     for src, dst in graph.edges:
@@ -302,9 +304,8 @@ def ann_forward(graph) -> Callable[[dict], object]:
                 values[name] = x
             else:
                 if name not in built:
-                    layer, fn = torch_node(node, tuple(x.shape[1:]))
-                    built[name] = (layer.to(x.device, x.dtype) if layer is not None else None, fn)
-                values[name] = built[name][1](x)
+                    built[name] = stateless_op(node, name, x.dtype, x.device)
+                values[name] = built[name](x)
         return {n: values[n] for n, node in graph.nodes.items() if isinstance(node, nir.Output)}
 
     return forward
