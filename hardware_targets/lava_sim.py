@@ -128,6 +128,13 @@ def _stop_group(worker: subprocess.Popen) -> None:
     worker.wait()
 
 
+def _remove_worker_tempdir(workdir: Path) -> None:
+    """A worker stopped by SIGKILL never runs multiprocessing's exit hook that removes its pymp-* folder."""
+    record = workdir / "tempdir.txt"
+    if record.is_file():
+        shutil.rmtree(record.read_text(), ignore_errors=True)
+
+
 def _run(workdir: Path, total: int, precision: str, timeout_s: float | None, progress: bool) -> None:
     """Run the job in ``workdir`` in a Lava worker of its own process group; the group is gone on return."""
     log = open(workdir / "worker.log", "wb")
@@ -149,6 +156,7 @@ def _run(workdir: Path, total: int, precision: str, timeout_s: float | None, pro
     finally:
         with _deferred_signals():
             _stop_group(worker)
+            _remove_worker_tempdir(workdir)
     if worker.returncode == 2 and (workdir / "error.txt").is_file():
         raise UserError((workdir / "error.txt").read_text())
     if worker.returncode != 0 or int(counter[0]) < total:
@@ -198,7 +206,8 @@ def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision
                 scale = 1.0 if quant is None else 64.0 * quant.layers[name].lam
                 voltages[name] = rec.astype(np.float64) / scale
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        with _deferred_signals():
+            shutil.rmtree(workdir, ignore_errors=True)
     outputs = {}
     for out, unit in plan.outputs.items():
         outputs[out] = spikes.get(unit, voltages.get(unit, data.get(unit)))

@@ -6,13 +6,15 @@ POSIX system, without tracking Lava's processes; and the worker's fresh interpre
 the caller did before (a training run, torch.compile's workers, another multiprocessing start method).
 
 WORKDIR holds ``job.pkl`` (plan, quantisation, N, T, precision), ``in_NAME.npy`` inputs and the
-``rec_NAME.npy`` / ``progress.npy`` memory maps the recorders fill. A UserError is written to
+``rec_NAME.npy`` / ``progress.npy`` memory maps the recorders fill; the worker names its multiprocessing
+temporary folder in ``tempdir.txt`` so that the caller can remove it after a SIGKILL. A UserError is written to
 ``error.txt`` and ends the worker with exit code 2. A caller killed outright (SIGKILL) cannot stop the
 group, so the worker watches its parent and, once it is gone, stops, removes WORKDIR and exits.
 """
 
 from __future__ import annotations
 
+import multiprocessing.util
 import os
 import pickle
 import shutil
@@ -76,6 +78,7 @@ def run_job(workdir: Path, parent: int) -> None:
 
 def main(argv: list[str]) -> int:
     workdir, parent = Path(argv[0]), os.getppid()
+    (workdir / "tempdir.txt").write_text(multiprocessing.util.get_temp_dir())  # Lava's forks share it
     try:
         run_job(workdir, parent)
     except UserError as exc:
