@@ -15,12 +15,12 @@ import argparse
 import time
 
 import torch
-from torch import nn
 from support.trained_run import trained_run
 
 from converters.model_to_nir import compare_with_model, export_model
 from iemf_neuro.data import load_split
 from iemf_neuro.models import build_model, encode_inputs, get_model_config
+from iemf_neuro.models.build import spread_batchnorm
 from iemf_neuro.progress import progress
 from iemf_neuro.training.checkpoint import load_run
 
@@ -59,13 +59,8 @@ def resnet18_fidelity(batch: int, seed: int) -> None:
     torch.manual_seed(seed)
     cfg = get_model_config("cremad-resnet18")
     model = build_model(cfg)
+    spread_batchnorm(model)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(1.0, 2.5)
-                m.bias.uniform_(0.0, 0.5)
         model.fusion.bias.normal_(0, 0.3)
     model.eval()
     x_a, x_v = encode_inputs(cfg, torch.rand(batch, *cfg.audio.input_shape), torch.rand(batch, *cfg.visual.input_shape))

@@ -6,8 +6,9 @@ matches spike for spike), and Loihi fixed point (``converters.quantize.simulate_
 
 * the float network, quantised by range and with its weight exponents calibrated on CALIBRATION_SAMPLES
   training samples (the CLI's default);
-* the network fine-tuned QAT_EPOCHS epochs through its fixed-point forward (quantisation-aware training),
-  checked spike for spike against that forward.
+* the network fine-tuned QAT_EPOCHS epochs through its fixed-point forward (quantisation-aware training,
+  ``quant_aware_config``), checked spike for spike against that forward; "best" is the fine-tuning epoch its
+  validation chose (0: the starting network, unchanged).
 
 Prints accuracy, the drop against float in points, the share of test samples on which fixed point predicts
 what the float network predicts, and spike agreement per layer (with the float forward of the same weights).
@@ -29,10 +30,10 @@ from converters.model_to_nir import export_model
 from converters.nir_to_lava import plan_graph
 from converters.quantize import CALIBRATION_SAMPLES, Calibration, calibration_indices, quantize_plan, simulate_fixed
 from hardware_targets.lava_sim import simulate_graph
-from hardware_targets.run_simulation import snn_spikes
+from pipeline.simulate import snn_spikes
 from iemf_neuro.models import encode_inputs
 from iemf_neuro.training.checkpoint import load_run
-from iemf_neuro.training.config import QAT_EPOCHS, RunConfig
+from iemf_neuro.training.config import QAT_EPOCHS
 from iemf_neuro.training.data import load_dataset
 
 CONFIGS = ("avdigits-mlp", "avdigits-cnn")
@@ -52,7 +53,7 @@ class Result:
 def encoded(run, split: str, calibration: bool = False) -> dict[str, np.ndarray]:
     """The split encoded with the run's seed; ``calibration``: the seeded subset the CLI calibrates on."""
     cfg = run.model_config
-    data = load_dataset(RunConfig(cfg.name, cfg, run.train_config), split)
+    data = load_dataset(run.config, split)
     rows = torch.arange(len(data.labels))
     if calibration:
         rows = torch.from_numpy(calibration_indices(len(data.labels), seed=run.train_config.seed))
@@ -110,7 +111,7 @@ def measure(config_name: str, seed: int) -> dict[str, Result | float | int]:
     out = {"float": float(np.mean(float_pred == x["labels"])),
            "range": score(by_range, float_spikes, float_pred, x["labels"]),
            "calibrated": score(calibrated, float_spikes, float_pred, x["labels"]),
-           "qat": qat_result,
+           "qat": qat_result, "qat_epoch": qat.epoch + 1,
            "qat_vs_forward": sum(int((qat_fixed[k] != v).sum()) for k, v in qat_forward.items())}
     if seed == 0:
         lava_calib = {k: calib_x[k] for k in ("audio", "visual")}
@@ -124,7 +125,7 @@ def main() -> None:
     print(f"\nAV-Digits test split; fixed point = Loihi integers (bit-exact); QAT = {QAT_EPOCHS} fine-tuning epochs; "
           f"calibration on {CALIBRATION_SAMPLES} training samples\n")
     head = (f"{'config':<14}{'seed':>5}{'float':>8}{'range':>8}{'calibr.':>8}{'drop':>7}{'same pred':>10}"
-            f"{'QAT':>8}{'drop':>7}{'same pred':>10}{'QAT = forward':>15}")
+            f"{'QAT':>8}{'drop':>7}{'same pred':>10}{'best':>5}{'QAT = forward':>15}")
     print(head)
     for c, per_seed in results.items():
         for s, r in per_seed.items():
@@ -132,7 +133,7 @@ def main() -> None:
             print(f"{c:<14}{s:>5}{r['float']:>8.4f}{r['range'].accuracy:>8.4f}{cal.accuracy:>8.4f}"
                   f"{100 * (r['float'] - cal.accuracy):>7.2f}{100 * cal.prediction_agreement:>9.1f}%"
                   f"{q.accuracy:>8.4f}{100 * (r['float'] - q.accuracy):>7.2f}{100 * q.prediction_agreement:>9.1f}%"
-                  f"{r['qat_vs_forward']:>12} mism.")
+                  f"{r['qat_epoch']:>5}{r['qat_vs_forward']:>12} mism.")
     print("\nspike agreement per layer with the float forward of the same weights (mean over seeds):")
     for c, per_seed in results.items():
         layers = list(per_seed[0]["calibrated"].spike_agreement)

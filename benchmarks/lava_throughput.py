@@ -28,13 +28,12 @@ def main() -> None:
     from hardware_targets.lava_sim import simulate_graph
     from iemf_neuro.models import encode_inputs
     from iemf_neuro.training.checkpoint import load_run
-    from iemf_neuro.training.config import RunConfig
     from iemf_neuro.training.data import load_dataset
 
     torch.set_num_threads(1)
     run = load_run(args.run_dir or trained_run())
     cfg = run.model_config
-    data = load_dataset(RunConfig(cfg.name, cfg, run.train_config), "test")
+    data = load_dataset(run.config, "test")
     n = args.samples
     x_a, x_v = encode_inputs(cfg, data.audio[:n], data.image[:n], torch.Generator().manual_seed(0))
     inputs = {"audio": x_a.transpose(0, 1).double().numpy(), "visual": x_v.transpose(0, 1).double().numpy()}

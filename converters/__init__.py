@@ -5,9 +5,9 @@ Lava itself is imported only inside the functions that need it (see docs/archite
 """
 
 from .fusion_gain import FusionGains, calibrate_gains
-from .model_to_nir import export_model, export_run, write_graph
+from .model_to_nir import export_model, write_graph
 from .nir_executor import GraphRun, run_graph
 from .nir_semantics import DiscreteNeuron, discretize, graph_dt, graph_metadata
 
-__all__ = ["FusionGains", "calibrate_gains", "export_model", "export_run", "write_graph", "GraphRun", "run_graph",
+__all__ = ["FusionGains", "calibrate_gains", "export_model", "write_graph", "GraphRun", "run_graph",
            "DiscreteNeuron", "discretize", "graph_dt", "graph_metadata"]

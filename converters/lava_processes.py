@@ -2,6 +2,9 @@
 
     SynapseDense / SynapseSparse   Dense / Sparse whose output carries a bias each step; on recurrent edges the
                                    value in flight at the target's window start is replaced by the bias alone
+    SynapseConv                    the same for a ``nir_to_lava.ConvChain``: convolutions, pools and a trailing
+                                   Linear run as weight-sharing ops in one process (one step, like a Dense),
+                                   so memory grows with the kernel, not with the image squared
     LIVoltage                      LIFReset that never spikes and sends its membrane voltage v (LI, CubaLI)
     DelayLine                      out[step] = in[step - delay]: aligns branches of unequal depth
 
@@ -13,6 +16,7 @@ skips its slow directory search. Imports Lava at module level: import this modul
 from __future__ import annotations
 
 import numpy as np
+import torch
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
@@ -80,6 +84,61 @@ class PySynapseSparseFixed(_SynapseStep, PySparseModelBitAcc):
     bias: np.ndarray = LavaPyType(np.ndarray, np.int32)
 
 
+class SynapseConv(AbstractProcess):
+    """``a_out = chain(s_in) * 2**weight_exp + bias`` (fixed: the flooring shift of Lava's Dense), buffered one
+    step and reset on recurrent edges as ``SynapseDense``. The ops are stateless process parameters."""
+
+    def __init__(self, *, chain, bias, weight_exp=0, reset_interval=0, reset_offset=0, name=None):
+        super().__init__(chain=chain, weight_exp=weight_exp, name=name)
+        self.s_in = InPort(shape=(chain.in_size,))
+        self.a_out = OutPort(shape=(chain.out_size,))
+        self.a_buff = Var(shape=(chain.out_size,), init=0)
+        _synapse_vars(self, bias, reset_interval, reset_offset)
+
+
+class _ConvStep(PyLoihiProcessModel):
+    """Sends the buffered value, then buffers ``chain(s_in)`` (zero input: zero, without the ops)."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        torch.set_num_threads(1)  # one of many Lava processes: their threads would only contend for the cores
+        self.chain = proc_params["chain"]
+        self.scale = 2.0 ** proc_params["weight_exp"]
+
+    def run_spk(self):
+        self.a_out.send(self.a_buff)
+        s_in = self.s_in.recv()
+        acc = self.chain.apply(s_in[None])[0] if s_in.any() else np.zeros(self.a_buff.shape)
+        self.a_buff = self.accumulated(acc)
+
+
+@implements(proc=SynapseConv, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PySynapseConvFloat(_SynapseStep, _ConvStep):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    a_buff: np.ndarray = LavaPyType(np.ndarray, float)
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def accumulated(self, acc):
+        return acc
+
+
+@implements(proc=SynapseConv, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySynapseConvFixed(_SynapseStep, _ConvStep):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=16)
+    a_buff: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int32)
+
+    def accumulated(self, acc):
+        """Integer sums (exact in float64) shifted as ``iemf_neuro.models.fixed_point.shift``."""
+        return np.floor(acc * self.scale).astype(np.int32)
+
+
 class LIVoltage(LIFReset):
     """LIFReset that never spikes and sends its membrane voltage v each step (LI / CubaLI outputs)."""
 
@@ -142,6 +201,7 @@ class PyDelayLineFixed(_DelayStep):
 MODELS = {
     (SynapseDense, "float"): PySynapseDenseFloat, (SynapseDense, "fixed"): PySynapseDenseFixed,
     (SynapseSparse, "float"): PySynapseSparseFloat, (SynapseSparse, "fixed"): PySynapseSparseFixed,
+    (SynapseConv, "float"): PySynapseConvFloat, (SynapseConv, "fixed"): PySynapseConvFixed,
     (LIVoltage, "float"): PyLIVoltageFloat, (LIVoltage, "fixed"): PyLIVoltageFixed,
     (DelayLine, "float"): PyDelayLineFloat, (DelayLine, "fixed"): PyDelayLineFixed,
     (LIFReset, "float"): PyLifResetModelFloat, (LIFReset, "fixed"): PyLifResetModelBitAcc,

@@ -309,19 +309,6 @@ def write_graph(graph: nir.NIRGraph, path: str | Path) -> Path:
     return path
 
 
-def export_run(run: str | Path | Any, out_path: str | Path | None = None, gains: dict[str, float] | None = None,
-               metadata: dict[str, Any] | None = None) -> Path:
-    """Export a run's best model (a run directory or a ``LoadedRun``) to ``out_path`` (default RUN_DIR/model.nir)."""
-    if isinstance(run, (str, Path)):
-        from iemf_neuro.training.checkpoint import load_run
-
-        run = load_run(run)
-    record = {"run": {"run_dir": str(run.run_dir), "epoch": run.epoch, "provenance": run.provenance},
-              **(metadata or {})}
-    graph = export_model(run.model, run.model_config, gains, record)
-    return write_graph(graph, out_path if out_path is not None else Path(run.run_dir) / "model.nir")
-
-
 @dataclass
 class ExportCheck:
     """snnTorch model vs the reference executor on the same encoded inputs."""

@@ -46,16 +46,16 @@ def _as_tensor(value, dtype: torch.dtype, device: torch.device | str | None = No
     return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=dtype, device=device)
 
 
-def _ints(value, n: int) -> tuple[int, ...]:
+def int_tuple(value, n: int) -> tuple[int, ...]:
     arr = np.atleast_1d(np.asarray(value)).astype(int)
     return tuple(int(v) for v in (np.repeat(arr, n) if arr.size == 1 else arr))
 
 
-def _padding(value, n: int):
+def padding_arg(value, n: int):
     value = value.decode() if isinstance(value, bytes) else value
     if isinstance(value, np.ndarray) and value.dtype.kind in "SUO":
         value = str(value.item() if value.ndim == 0 else value[()])
-    return value if isinstance(value, str) else _ints(value, n)
+    return value if isinstance(value, str) else int_tuple(value, n)
 
 
 def _flatten(node: nir.Flatten, name: str) -> Callable[[Tensor], Tensor]:
@@ -88,11 +88,11 @@ def stateless_op(node: nir.NIRNode, name: str, dtype: torch.dtype,
         n = 1 if isinstance(node, nir.Conv1d) else 2
         conv = F.conv1d if n == 1 else F.conv2d
         w, b = _as_tensor(node.weight, dtype, device), _as_tensor(node.bias, dtype, device)
-        kw = dict(stride=_ints(node.stride, n), padding=_padding(node.padding, n),
-                  dilation=_ints(node.dilation, n), groups=int(np.asarray(node.groups)))
+        kw = dict(stride=int_tuple(node.stride, n), padding=padding_arg(node.padding, n),
+                  dilation=int_tuple(node.dilation, n), groups=int(np.asarray(node.groups)))
         return lambda x: conv(x, w, b, **kw)
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        k, s, p = _ints(node.kernel_size, 2), _ints(node.stride, 2), _ints(node.padding, 2)
+        k, s, p = int_tuple(node.kernel_size, 2), int_tuple(node.stride, 2), int_tuple(node.padding, 2)
         divisor = 1 if isinstance(node, nir.SumPool2d) else None
         return lambda x: F.avg_pool2d(x, k, s, p, count_include_pad=True, divisor_override=divisor)
     if isinstance(node, nir.Flatten):

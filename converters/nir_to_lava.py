@@ -4,10 +4,13 @@ Two steps. ``plan_graph`` (pure numpy, no Lava) reduces a NIR graph to *units* a
 
 * units are the Input nodes (sources) and the neuron nodes (LIF, CubaLIF, IF, LI, CubaLI);
 * every chain of synaptic nodes (Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, Scale) from one
-  unit to another is composed into one matrix ``W`` [out, in] (the chain's biases, evaluated at zero input,
-  become the bias of the target's first projection), and the target's ``in_gain`` is folded in.
+  unit to another becomes one projection (the chain's biases, evaluated at zero input, become the bias of the
+  target's first projection; the target's ``in_gain`` is folded in). A chain with a convolution or a pool
+  stays a ``ConvChain`` of weight-sharing ops (memory grows with the kernel, not with the image squared);
+  any other chain, and a chain that cannot fold its gains into one op, is composed into one matrix ``W``
+  [out, in] by pushing basis vectors through it.
 
-Timing. Every Lava Dense/Sparse adds one step. A unit's *latency* ``lat`` is the number of projection hops
+Timing. Every Lava Dense/Sparse/SynapseConv adds one step. A unit's *latency* ``lat`` is the number of projection hops
 on the longest feed-forward path from an input; units of one recurrent component share a latency. A unit
 processes graph step t of sample k at Lava step ``k*T + t + lat + 1`` (Lava counts steps from 1). So
 
@@ -18,27 +21,31 @@ processes graph step t of sample k at Lava step ``k*T + t + lat + 1`` (Lava coun
 ``build_network`` creates the processes: ``LIFReset`` (state zeroed at the start of each sample window,
 reset_interval = T, reset_offset = lat + 1), ``LIVoltage`` for non-spiking neurons (LIFReset that never
 spikes and sends v), ``SynapseDense``/``SynapseSparse`` (Dense/Sparse that add the bias each step, and on
-recurrent edges drop the value in flight at the window start) and ``DelayLine``, all in ``lava_processes``.
+recurrent edges drop the value in flight at the window start), ``SynapseConv`` (the same for a ``ConvChain``,
+all its ops in one process, so one step) and ``DelayLine``, all in ``lava_processes``.
 Windows of consecutive samples abut, so samples stream back to back in one run with no gap steps.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import nir
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 
 from iemf_neuro.errors import UserError
 
 from .graph_cycles import adjacency, strongly_connected
-from .nir_executor import stateless_op
+from .nir_executor import int_tuple, padding_arg, stateless_op
 from .nir_semantics import DiscreteNeuron, discretize, graph_dt, graph_reset, is_neuron
 
 SYNAPTIC_TYPES = (nir.Affine, nir.Linear, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Flatten, nir.Scale)
+WEIGHT_SHARING_TYPES = (nir.Conv2d, nir.SumPool2d, nir.AvgPool2d)  # chains with one of these stay ConvChains
+ELEMENTWISE_TYPES = (nir.Flatten, nir.Scale)  # chains of only these are diagonal matrices
 DENSE_MAX_DENSITY = 0.25  # sparser projections become Lava Sparse
 BASIS_CHUNK = 512  # basis vectors pushed through a synaptic chain at once when composing it
 
@@ -63,12 +70,70 @@ class Unit:
 
 
 @dataclass
+class ConvOp:
+    """``conv2d`` of the flat state viewed as ``in_shape`` (C, H, W); a pool is a depthwise one (kernel of ones)."""
+
+    weight: np.ndarray  # [out_channels, in_channels / groups, kh, kw]
+    in_shape: tuple[int, int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int] | str
+    dilation: tuple[int, int]
+    groups: int
+
+
+@dataclass
+class LinearOp:
+    """``weight @ x`` of the flat state (an Affine/Linear node after a convolution or pool)."""
+
+    weight: np.ndarray  # [out, in]
+
+
+@dataclass
+class ConvChain:
+    """A projection's synapses as weight-sharing ops on flat state, applied in order. ``ops[weighted]`` carries
+    the weights, every scalar factor of the chain (average pools' 1/area, uniform scales and gains) folded in;
+    every other op is a sum pool, so integer weights and payloads stay integers (the fixed-point path)."""
+
+    ops: list[ConvOp | LinearOp]
+    weighted: int
+    in_size: int
+    out_size: int
+
+    @property
+    def kernel(self) -> np.ndarray:
+        return self.ops[self.weighted].weight
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.out_size, self.in_size
+
+    def with_kernel(self, kernel: np.ndarray) -> "ConvChain":
+        ops = list(self.ops)
+        ops[self.weighted] = replace(ops[self.weighted], weight=kernel)
+        return replace(self, ops=ops)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """``[M, in_size] -> [M, out_size]`` in float64 (exact for integers below 2**53)."""
+        y = torch.as_tensor(np.asarray(x), dtype=torch.float64).reshape(-1, self.in_size)
+        m = y.shape[0]
+        with torch.no_grad():
+            for op in self.ops:
+                w = torch.from_numpy(np.asarray(op.weight, dtype=np.float64))
+                if isinstance(op, ConvOp):
+                    y = F.conv2d(y.reshape(m, *op.in_shape), w, None, op.stride, op.padding, op.dilation, op.groups)
+                else:
+                    y = F.linear(y.reshape(m, -1), w)
+        return y.reshape(m, self.out_size).numpy()
+
+
+@dataclass
 class Projection:
-    """``a_in[dst] += W @ out[src]`` (+ bias), after ``delay`` extra steps; one Lava Dense or Sparse."""
+    """``a_in[dst] += W @ out[src]`` (+ bias), after ``delay`` extra steps; one Lava Dense, Sparse or
+    SynapseConv."""
 
     src: str
     dst: str
-    weight: np.ndarray | sp.csr_matrix  # [dst.size, src.size], in_gain folded in
+    weight: np.ndarray | sp.csr_matrix | ConvChain  # [dst.size, src.size], in_gain folded in
     bias: np.ndarray | None  # [dst.size] or None
     recurrent: bool  # inside a cycle: carries step t-1, dropped at the window start
     delay: int = 0  # delay-line steps before the Dense
@@ -209,7 +274,13 @@ class _Graph:
         return total if isinstance(node, nir.Output) else self.ops[name](total)
 
     def matrix(self, chain: list[str], n_in: int, in_shape: tuple[int, ...]) -> np.ndarray | sp.csr_matrix:
-        """The linear map of ``chain`` (biases removed) as ``[out, in]``, composed from basis vectors."""
+        """The linear map of ``chain`` (biases removed) as ``[out, in]``: a diagonal for elementwise chains
+        (identity, Flatten, Scale), else composed from basis vectors."""
+        if all(isinstance(self.graph.nodes[n], ELEMENTWISE_TYPES) for n in chain):
+            with torch.no_grad():
+                diag = self.apply(chain, torch.ones(1, *in_shape, dtype=torch.float64), with_bias=False)
+            if diag.numel() == n_in:
+                return _stored(sp.diags(diag.reshape(-1).numpy()).tocsr())
         blocks = []
         with torch.no_grad():
             for start in range(0, n_in, BASIS_CHUNK):
@@ -218,16 +289,58 @@ class _Graph:
                 basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
                 out = self.apply(chain, basis.reshape(-1, *in_shape), with_bias=False)
                 blocks.append(sp.csr_matrix(out.reshape(stop - start, -1).numpy().T))
-        mat = sp.hstack(blocks).tocsr()
-        mat.eliminate_zeros()
-        return mat.toarray() if mat.nnz > DENSE_MAX_DENSITY * mat.shape[0] * mat.shape[1] else mat
+        return _stored(sp.hstack(blocks).tocsr())
+
+    def conv_chain(self, chain: list[str], in_shape: tuple[int, ...], gain: float) -> ConvChain | None:
+        """``chain`` (biases removed, times the target's uniform ``gain``) as weight-sharing ops, or None when
+        it has no convolution or pool, or cannot fold its factors into one weighted op (a second weighted
+        node, a non-uniform Scale), or convolves anything but a (C, H, W) state."""
+        nodes = [self.graph.nodes[n] for n in chain]
+        if not any(isinstance(node, WEIGHT_SHARING_TYPES) for node in nodes):
+            return None
+        ops: list[ConvOp | LinearOp] = []
+        weighted, factor, shape = None, gain, in_shape
+        for name, node in zip(chain, nodes):
+            if isinstance(node, WEIGHT_SHARING_TYPES) and len(shape) != 3:
+                return None
+            if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
+                if weighted is not None:
+                    return None
+                weighted = len(ops)
+                w = np.asarray(node.weight, dtype=np.float64)
+                ops.append(LinearOp(w) if not isinstance(node, nir.Conv2d) else ConvOp(
+                    w, shape, int_tuple(node.stride, 2), padding_arg(node.padding, 2), int_tuple(node.dilation, 2),
+                    int(np.asarray(node.groups))))
+            elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+                k = int_tuple(node.kernel_size, 2)
+                if isinstance(node, nir.AvgPool2d):
+                    factor /= k[0] * k[1]
+                ops.append(ConvOp(np.ones((shape[0], 1) + k), shape, int_tuple(node.stride, 2),
+                                  int_tuple(node.padding, 2), (1, 1), shape[0]))
+            elif isinstance(node, nir.Scale):
+                scale = np.asarray(node.scale, dtype=np.float64).ravel()
+                if not np.all(scale == scale[0]):
+                    return None
+                factor *= float(scale[0])
+            shape = self.shape(name)
+        chain_ops = ConvChain(ops, 0 if weighted is None else weighted, int(np.prod(in_shape)), int(np.prod(shape)))
+        return chain_ops if factor == 1.0 else chain_ops.with_kernel(chain_ops.kernel * factor)
+
+
+def _stored(mat: sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
+    """Dense above ``DENSE_MAX_DENSITY``, else sparse without explicit zeros."""
+    mat.eliminate_zeros()
+    return mat.toarray() if mat.nnz > DENSE_MAX_DENSITY * mat.shape[0] * mat.shape[1] else mat
 
 
 def _fold_gain(weight, bias, gain: np.ndarray):
-    """Scale row i by in_gain[i] (skipped when every gain is exactly 1, so no bit changes)."""
+    """Scale row i by in_gain[i] (skipped when every gain is exactly 1, so no bit changes); a ConvChain has
+    its (uniform) gain folded in already."""
     gain = np.asarray(gain, dtype=np.float64).ravel()
     if np.all(gain == 1.0):
         return weight, bias
+    if isinstance(weight, ConvChain):
+        return weight, None if bias is None else gain * bias
     weight = sp.diags(gain) @ weight if sp.issparse(weight) else gain[:, None] * weight
     return (sp.csr_matrix(weight) if sp.issparse(weight) else weight), (None if bias is None else gain * bias)
 
@@ -267,21 +380,30 @@ def plan_graph(graph: nir.NIRGraph, dt: float | None = None) -> LavaPlan:
             if g.preds[dst]:
                 raise UserError(f"Input node {dst!r} has incoming edges; inputs can only feed other nodes")
             continue
-        merged: dict[str, Any] = {}
+        chains: dict[str, list[list[str]]] = {}
         for src, chain in g.paths(dst):
-            src_shape = units[src].shape
-            out_shape = g.shape(chain[-1]) if chain else src_shape
+            out_shape = g.shape(chain[-1]) if chain else units[src].shape
             if int(np.prod(out_shape)) != unit.size:
                 raise UserError(f"neuron node {dst!r} has {unit.shape} neurons but receives shape {out_shape} "
                                 f"from {src!r}; fix the synaptic nodes between them")
-            w = g.matrix(chain, units[src].size, src_shape)
-            merged[src] = w if src not in merged else merged[src] + w
+            chains.setdefault(src, []).append(chain)
+        gain = np.broadcast_to(unit.neuron.in_gain, unit.shape).ravel()
+        merged: dict[str, Any] = {}
+        for src, paths in chains.items():
+            src_shape = units[src].shape
+            single = len(paths) == 1 and np.all(gain == gain[0])
+            w = g.conv_chain(paths[0], src_shape, float(gain[0])) if single else None
+            if w is None:
+                w = g.matrix(paths[0], units[src].size, src_shape)
+                for chain in paths[1:]:
+                    w = w + g.matrix(chain, units[src].size, src_shape)
+            merged[src] = w
         if not merged:
             raise UserError(f"neuron node {dst!r} has no incoming edge; connect it or remove it")
         bias = sum(g.bias(p) for p in g.preds[dst]).reshape(-1).numpy()
         for i, (src, w) in enumerate(merged.items()):
             b = bias if (i == 0 and bias is not None and np.any(bias != 0)) else None
-            w, b = _fold_gain(w, b, np.broadcast_to(unit.neuron.in_gain, unit.shape))
+            w, b = _fold_gain(w, b, gain)
             projections.append(Projection(src, dst, w, b, recurrent=False))
     _latencies(units, projections)
     outputs = {}
@@ -364,15 +486,19 @@ def build_network(plan: LavaPlan, steps: int, precision: str = "float", quant: A
         if precision == "fixed":
             q = quant.projections[i]
             from lava.utils.weightutils import SignMode
-            weight, bias, extra = q.weight, q.bias, dict(weight_exp=q.weight_exp, num_weight_bits=8,
-                                                          sign_mode=SignMode[q.sign_mode])
+            weight, bias, exp, extra = q.weight, q.bias, q.weight_exp, dict(
+                weight_exp=q.weight_exp, num_weight_bits=8, sign_mode=SignMode[q.sign_mode])
         else:
-            weight, bias, extra = proj.weight, proj.bias, {}
+            weight, bias, exp, extra = proj.weight, proj.bias, 0, {}
             bias = np.zeros(dst.size) if bias is None else bias
-        cls = lava.SynapseSparse if sp.issparse(weight) else lava.SynapseDense
-        reset = dict(reset_interval=steps, reset_offset=dst.reset_offset % steps) if proj.recurrent else {}
-        syn = cls(weights=weight, bias=np.asarray(bias), num_message_bits=24 if graded else 0,
-                  name=f"{proj.src}->{proj.dst}", **reset, **extra)
+        common = dict(bias=np.asarray(bias), name=f"{proj.src}->{proj.dst}")
+        if proj.recurrent:
+            common.update(reset_interval=steps, reset_offset=dst.reset_offset % steps)
+        if isinstance(weight, ConvChain):
+            syn = lava.SynapseConv(chain=weight, weight_exp=exp, **common)
+        else:
+            cls = lava.SynapseSparse if sp.issparse(weight) else lava.SynapseDense
+            syn = cls(weights=weight, num_message_bits=24 if graded else 0, **common, **extra)
         processes.append(syn)
         entry = syn.s_in
         if proj.delay > 0:

@@ -19,6 +19,8 @@ the float network, layer by layer in forward order on the fixed-point spikes of 
 exported from a quantisation-aware run carries its scales (``fixed_point`` in the metadata record), and
 they are used as they are: the fixed-point network is the one that was trained.
 A power-of-two fusion gain folded into a projection's weights lands entirely in that projection's exponent.
+A convolutional projection (``ConvChain``) quantises its one weighted op's kernel the same way; its sum pools
+keep integers integers, so the mantissas are shared exactly as Loihi shares a convolution's weights.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from iemf_neuro.models.fixed_point import (A_IN_MAX, BIAS_MANT_MAX, DECAY_ONE, P
                                            mantissa_range, pow2_floor, range_exponent, shift, threshold_int)
 
 from .nir_semantics import METADATA_KEY
-from .nir_to_lava import LavaPlan
+from .nir_to_lava import ConvChain, LavaPlan
 
 EXP_OFFSETS = (0, -1, -2)  # calibration: weight exponents tried below the range exponent
 CALIBRATION_SAMPLES = 128  # training samples the CLI calibrates on
@@ -65,12 +67,12 @@ class InputQuant:
 class ProjectionQuant:
     """Integer weights as Lava applies them (already clipped and truncated), exponent and bias."""
 
-    weight: np.ndarray | sp.csr_matrix  # int32 mantissas w (mixed sign: even)
+    weight: np.ndarray | sp.csr_matrix | ConvChain  # int32 mantissas w (mixed sign: even); ConvChain: its kernel
     weight_exp: int
     sign_mode: str  # lava.utils.weightutils.SignMode name
     bias: np.ndarray  # int32, added to a_in after the shift
     source_scale: float  # sigma: payload per unit value of the source
-    weight_rel_error: float  # ||W_q - W||_F / ||W||_F
+    weight_rel_error: float  # ||W_q - W||_F / ||W||_F (ConvChain: of the kernel)
     clipped: float = 0.0  # fraction of weights clipped to the largest mantissa
 
 
@@ -137,6 +139,15 @@ def quantize_inputs(x: np.ndarray, q: InputQuant) -> np.ndarray:
     return np.clip(np.round(np.asarray(x, dtype=np.float64) * q.scale), -limit, limit).astype(np.int32)
 
 
+def _values(w) -> np.ndarray | sp.csr_matrix:
+    """The stored weights: a ConvChain's kernel, else the matrix itself."""
+    return w.kernel if isinstance(w, ConvChain) else w
+
+
+def _scaled(w, factor: float):
+    return w.with_kernel(w.kernel * factor) if isinstance(w, ConvChain) else w * factor
+
+
 def _sign_mode(w) -> str:
     data = w.data if sp.issparse(w) else np.asarray(w)
     if data.size == 0 or data.min() >= 0:
@@ -144,9 +155,12 @@ def _sign_mode(w) -> str:
     return "INHIBITORY" if data.max() <= 0 else "MIXED"
 
 
-def quantize_weights(target: np.ndarray | sp.csr_matrix, exp: int | None = None) -> tuple[Any, int, str]:
+def quantize_weights(target: np.ndarray | sp.csr_matrix | ConvChain, exp: int | None = None) -> tuple[Any, int, str]:
     """``target ~ w * 2**exp`` with w an 8-bit Loihi mantissa (as Lava clips and truncates it); ``exp``
     defaults to the range exponent, the smallest whose mantissa spans the largest weight."""
+    if isinstance(target, ConvChain):
+        w, exp, mode = quantize_weights(target.kernel, exp)
+        return target.with_kernel(w), exp, mode
     mode = _sign_mode(target)
     data = target.data if sp.issparse(target) else np.asarray(target)
     m = float(np.max(np.abs(data))) if data.size else 0.0
@@ -171,6 +185,9 @@ def _rel_error(approx, exact) -> float:
 
 
 def _abs_rows(w, positive: bool) -> np.ndarray:
+    if isinstance(w, ConvChain):  # the sum pools are non-negative: a bound, exact for non-overlapping pools
+        part = w.with_kernel(np.clip(w.kernel if positive else -w.kernel, 0, None))
+        return part.apply(np.ones((1, w.in_size)))[0]
     if sp.issparse(w):
         part = w.maximum(0) if positive else (-w).maximum(0)
         return np.asarray(part.sum(axis=1)).ravel()
@@ -241,17 +258,17 @@ def _quantize_layer(plan: LavaPlan, name: str, lam: float, exps: dict[int, int |
     for i, exp in exps.items():
         pr = plan.projections[i]
         sigma = _sigma(plan, pr.src, qin, layers)
-        target = pr.weight * (lam / sigma)
+        target = _scaled(pr.weight, lam / sigma)
         w, exp, mode = quantize_weights(target, exp)
         bias = np.zeros(unit.size, np.int32)
         if pr.bias is not None:
             bias = np.clip(np.round(pr.bias * lam), -A_IN_MAX, A_IN_MAX).astype(np.int32)
             bias_err = max(bias_err, float(np.max(np.abs(bias / lam - pr.bias))))
-        approx = w.astype(np.float64) * (2.0**exp * sigma / lam)
+        approx = _values(w).astype(np.float64) * (2.0**exp * sigma / lam)
         top = mantissa_range(mode == "MIXED")[0] * 2.0**exp
-        data = target.data if sp.issparse(target) else np.asarray(target)
+        data = _values(target).data if sp.issparse(target) else np.asarray(_values(target))
         clipped = float(np.mean(np.abs(data) > top)) if data.size else 0.0
-        projections[i] = ProjectionQuant(w, exp, mode, bias, sigma, _rel_error(approx, pr.weight), clipped)
+        projections[i] = ProjectionQuant(w, exp, mode, bias, sigma, _rel_error(approx, _values(pr.weight)), clipped)
     errors["bias_max_error"] = bias_err
     return LayerQuant(lam, du, dv, vth, bias_mant, bias_exp, errors), projections
 
@@ -271,7 +288,9 @@ def _a_in(plan: LavaPlan, name: str, projections: dict[int, ProjectionQuant],
     total = None
     for i, pq in projections.items():
         x = payloads[plan.projections[i].src]
-        acc = (pq.weight.astype(np.float64) @ x.reshape(-1, x.shape[-1]).T).T
+        flat = x.reshape(-1, x.shape[-1])
+        w = pq.weight
+        acc = w.apply(flat) if isinstance(w, ConvChain) else (w.astype(np.float64) @ flat.T).T
         a = shift(torch.from_numpy(np.asarray(acc)).reshape(*x.shape[:2], -1), pq.weight_exp) + torch.from_numpy(
             pq.bias.astype(np.float64))
         total = a if total is None else total + a
@@ -325,8 +344,8 @@ def quantize_plan(plan: LavaPlan, inputs: dict[str, np.ndarray],
             candidates = [{i: spec.layers[name].weight_exp[plan.projections[i].src] for i in incoming}]
         else:
             lam = _range_lam(plan, name, source_range)
-            base = {i: quantize_weights(plan.projections[i].weight
-                                        * (lam / _sigma(plan, plan.projections[i].src, qin, layers)))[1]
+            base = {i: quantize_weights(_scaled(plan.projections[i].weight,
+                                                lam / _sigma(plan, plan.projections[i].src, qin, layers)))[1]
                     for i in incoming}
             offsets = product(EXP_OFFSETS, repeat=len(incoming)) if tune else [(0,) * len(incoming)]
             candidates = [{i: base[i] + o for i, o in zip(incoming, offs)} for offs in offsets]

@@ -413,3 +413,15 @@ def write_reports(out_dir: str | Path, reports: dict[str, EnergyReport], counts:
     write_text_atomic(paths["md"], _md_report(reports, counts, compare, labels, sweep_note, summary))
     write_text_atomic(paths["html"], _html_report(reports, counts, compare, labels, images, sweep_note, summary))
     return paths
+
+
+def energy_summary(t: dict[str, Any]) -> dict[str, Any]:
+    """One target of energy.json in short: its three levels with their low/high ends, and whether the network
+    fits (why not, if not)."""
+    out: dict[str, Any] = {"fits": t["fits"], "violations": t["violations"], "kinds": t["kinds"],
+                           "operations_per_inference": {k: v["mean"] for k, v in t["operations"].items()}}
+    for level in ("core", "system"):  # None where energy.estimate gave no figure (the network does not fit)
+        out[f"{level}_energy_j"] = t[f"{level}_range"]
+    out["latency_s"] = t["latency_range"]
+    out["cores"], out["chips"] = t["cores_used"], t["chips_needed"]
+    return out

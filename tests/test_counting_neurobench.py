@@ -22,7 +22,7 @@ from hardware_targets.counting import count_graph
 @pytest.mark.parametrize("graded", [True, False])
 def test_synops_equal_neurobench(graded):
     torch.manual_seed(0)
-    sizes, N, T = (6, 5, 3), 4, 8
+    N, T = 4, 8
     net = nn.Sequential(nn.Linear(6, 5), snn.Leaky(beta=0.875, init_hidden=True),
                         nn.Linear(5, 3), snn.Leaky(beta=0.875, init_hidden=True, output=True))
     with torch.no_grad():

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from iemf_neuro.cli import main
+from pipeline.cli import main
 from iemf_neuro.data import Corruption, load_split, waveforms
 from iemf_neuro.data import avdigits, features
 from iemf_neuro.data.build import SPLITS

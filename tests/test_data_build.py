@@ -11,7 +11,7 @@ import torch
 from scipy.io import wavfile
 from sklearn.datasets import load_digits
 
-from iemf_neuro.cli import main
+from pipeline.cli import main
 from iemf_neuro.data import avdigits, features
 from iemf_neuro.data.build import SPLITS, build_arrays, build_avdigits
 from iemf_neuro.errors import UserError

@@ -178,7 +178,7 @@ def too_wide_for_truenorth():
 
 
 def test_summary_carries_levels_with_ranges_and_no_figure_for_a_misfit(tiny, tmp_path):
-    from iemf_neuro.cli.pipeline import energy_summary
+    from hardware_targets.report import energy_summary
 
     graph, inputs, spikes, _ = tiny
     path = tmp_path / "ranged.toml"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from converters.nir_semantics import graph_metadata
-from iemf_neuro.cli import main
+from pipeline.cli import main
 from iemf_neuro.models import build_model, get_model_config
 from iemf_neuro.training import RunConfig
 from iemf_neuro.training.checkpoint import checkpoint_paths, save_checkpoint

@@ -12,6 +12,7 @@ from converters.model_to_nir import OUTPUT_NODE, compare_with_model, export_mode
 from converters.nir_semantics import graph_dt, graph_metadata
 from iemf_neuro.errors import UserError
 from iemf_neuro.models import BranchConfig, build_model, encode_inputs, get_model_config
+from iemf_neuro.models.build import spread_batchnorm
 
 
 def spiking_model(name: str, seed: int = 0, scale: float = 4.0, **overrides):
@@ -141,13 +142,8 @@ def test_split_gain_is_exact():
 def check_resnet18(cfg, batch):
     torch.manual_seed(0)
     model = build_model(cfg)
+    spread_batchnorm(model)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(1.0, 2.5)
-                m.bias.uniform_(0.0, 0.5)
         model.fusion.bias.normal_(0, 0.3)
     model.eval()
     graph = export_model(model.double(), cfg)

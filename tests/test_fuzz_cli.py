@@ -17,8 +17,7 @@ import pytest
 import tomli
 from hypothesis import given
 from hypothesis import strategies as st
-from test_fuzz_nir import STEPS, TEXT, assert_one_line_error, fuzz, run_cli, simulate_argv, small_graph, \
-    small_inputs
+from cases import STEPS, TEXT, assert_one_line_error, fuzz, run_cli, simulate_argv, small_graph, small_inputs
 
 from hardware_targets.targets import HERE as TARGETS_DIR
 
@@ -28,24 +27,6 @@ def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fuzz_cli")
     nir.write(root / "valid.nir", small_graph())
     return root
-
-
-class Reached(Exception):
-    """Heavy work (Lava, training) was started: the input got past validation."""
-
-
-@pytest.fixture()
-def guards(monkeypatch):
-    import hardware_targets.lava_sim as lava_sim
-    import iemf_neuro.training.trainer as trainer
-
-    def refuse(what):
-        def stop(*args, **kwargs):
-            raise Reached(f"{what} started")
-        return stop
-
-    monkeypatch.setattr(lava_sim, "_run", refuse("Lava"))
-    monkeypatch.setattr(trainer, "train", refuse("training"))
 
 
 # ---------------------------------------------------------------- simulate --inputs X.npz
@@ -130,7 +111,7 @@ def test_simulate_refuses_malformed_inputs(workdir, guards):
 
 def test_inputs_larger_than_memory_are_refused_from_the_header(workdir, guards):
     """An npz whose header declares more data than the machine holds is refused before any data is read."""
-    from iemf_neuro.cli.simulate import physical_memory
+    from pipeline.simulate import physical_memory
 
     path = workdir / "huge.npz"
     n = physical_memory() // (STEPS * 6 * 8) + 1

@@ -12,6 +12,7 @@ from pathlib import Path
 import nir
 import numpy as np
 import pytest
+from cases import recurrent_cuba
 
 from converters.nir_executor import run_graph
 from converters.nir_to_lava import plan_graph
@@ -26,19 +27,6 @@ CLI = str(Path(sys.executable).parent / "iemf-neuro")
 def lif(n, tau=8.0, thr=1.0):
     return nir.LIF(tau=np.full(n, tau), r=np.full(n, tau), v_leak=np.zeros(n), v_threshold=np.full(n, thr),
                    v_reset=np.zeros(n))
-
-
-def recurrent_cuba(rng):
-    n = 6
-    return nir.NIRGraph(nodes={
-        "in": nir.Input(input_type={"input": np.array([4])}),
-        "fc": nir.Affine(weight=rng.normal(0, 0.6, (n, 4)), bias=rng.normal(0, 0.2, n)),
-        "cuba": nir.CubaLIF(tau_syn=np.full(n, 2.0), tau_mem=np.full(n, 8.0), r=np.full(n, 8.0),
-                            v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n), w_in=np.full(n, 2.0)),
-        "rec": nir.Linear(weight=rng.normal(0, 0.4, (n, n))),
-        "out": nir.Output(output_type={"output": np.array([n])}),
-    }, edges=[("in", "fc"), ("fc", "cuba"), ("cuba", "rec"), ("rec", "cuba"), ("cuba", "out")],
-        metadata={"dt": 1.0})
 
 
 def conv_pool_if(rng):
@@ -94,10 +82,10 @@ def test_float_matches_executor_spike_for_spike(make):
     assert run.steps == 4 * 9 + run.latency
 
 
-def test_reaping_spares_the_resource_tracker():
-    """Reaping stops the run's children but not multiprocessing's resource tracker, which Lava's shared
+def test_stopping_a_run_spares_the_resource_tracker():
+    """Stopping a run's Lava processes spares multiprocessing's resource tracker, which Lava's shared
     memory starts and which must outlive the run: a second run would otherwise warn that it died."""
-    code = ("import numpy as np\nfrom test_lava_sim import recurrent_cuba\n"
+    code = ("import numpy as np\nfrom cases import recurrent_cuba\n"
             "from hardware_targets.lava_sim import simulate_graph\n"
             "graph = recurrent_cuba(np.random.default_rng(1))\n"
             "inputs = {'in': np.random.default_rng(2).uniform(0, 1.5, (2, 5, 4))}\n"

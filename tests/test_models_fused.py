@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from iemf_neuro.errors import UserError
 from iemf_neuro.models import build_model, encode_inputs, get_model_config, neuron_kernels
 from iemf_neuro.models.network import run_neurons
 from iemf_neuro.models.neurons import NeuronConfig, make_neuron
@@ -69,7 +70,7 @@ def test_compiled_loops_match_eager_across_layer_shapes(kind):
 
 
 def test_unknown_kernel_is_refused():
-    with pytest.raises(ValueError, match="unknown neuron kernel 'triton'"):
+    with pytest.raises(UserError, match="unknown neuron kernel 'triton'"):
         with neuron_kernels("triton"):
             pass
 

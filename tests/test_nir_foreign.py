@@ -11,7 +11,7 @@ import torch
 from converters.nir_executor import run_graph
 from converters.nir_io import read_graph
 from hardware_targets.lava_sim import simulate_graph
-from iemf_neuro.cli import main
+from pipeline.cli import main
 from iemf_neuro.errors import UserError
 
 DT = 1e-3

@@ -30,7 +30,7 @@ def test_disabled_or_summary_free_stages_print_nothing(capsys):
 
 def test_training_log_has_one_line_per_epoch_and_no_bar_frames(tmp_path):
     """A real `train` with its output piped, as in CI: epoch lines only."""
-    cmd = [sys.executable, "-m", "iemf_neuro.cli", "train", "--out", str(tmp_path / "run"), "--epochs", "2",
+    cmd = [sys.executable, "-m", "pipeline.cli", "train", "--out", str(tmp_path / "run"), "--epochs", "2",
            "--set", "max_batches=2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,9 +1,11 @@
 """Loihi fixed point: the quantisation-aware forward and the plan's integers equal Lava's fixed_pt models spike for
-spike; calibration clips outlier weights when that agrees better with float; QAT trains, records and refuses."""
+spike; calibration clips outlier weights when that agrees better with float; QAT trains, records and refuses, and
+distils from the frozen float network it starts from."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import nir
 import numpy as np
@@ -14,12 +16,15 @@ from converters.model_to_nir import export_model
 from converters.nir_to_lava import plan_graph
 from converters.quantize import Calibration, quantize_plan, simulate_fixed
 from hardware_targets.lava_sim import simulate_graph
-from iemf_neuro.cli import main
+from pipeline.cli import main
 from iemf_neuro.errors import UserError
 from iemf_neuro.models import BranchConfig, build_model, encode_inputs, get_model_config
 from iemf_neuro.models.fixed_point import FixedPointSpec, network_spec
 from iemf_neuro.models.reference import fixed_point_reference
-from iemf_neuro.training.checkpoint import load_run
+from iemf_neuro.training import trainer
+from iemf_neuro.training.checkpoint import (checkpoint_paths, load_checkpoint, load_run, model_from_checkpoint,
+                                            save_checkpoint)
+from iemf_neuro.training.config import QAT_DISTILL_WEIGHT, get_run_config, quant_aware_config
 
 QUICK = ["--set", "dataset=synthetic", "--set", "synthetic_size=64", "--set", "batch_size=32", "--set",
          "model.time_steps=4", "--quiet"]
@@ -137,6 +142,8 @@ def test_quant_aware_training_is_recorded_and_fine_tunes(tmp_path, capsys):
     (["init_from=\"/nonexistent/best.pt\""], "does not exist"),
     (["model.encoding=\"rate\""], "direct-encoded"),
     (["bf16=true"], "bf16 autocast would round"),
+    (["distill_weight=-0.5", "init_from=\"x.pt\""], "distill_weight=-0.5 must be >= 0"),
+    (["distill_weight=1"], "distils from the network init_from loads"),
 ])
 def test_quant_aware_refuses_what_fixed_point_cannot_run(tmp_path, capsys, overrides, message):
     args = ["train", "--out", str(tmp_path / "x"), "--epochs", "1", "--set", "quant_aware=true", *QUICK]
@@ -191,3 +198,67 @@ def test_calibration_rows_span_the_classes_of_a_label_sorted_split():
     rows = calibration_indices(len(labels), seed=3)
     assert len(rows) == 128 and np.all(np.diff(rows) > 0) and len(np.unique(labels[rows])) == 10
     assert np.array_equal(rows, calibration_indices(len(labels), seed=3))
+
+
+@pytest.fixture(scope="module")
+def float_checkpoint(tmp_path_factory):
+    """A float network on synthetic data whose layers all spike, and whose fixed point predicts differently on
+    some samples (what QAT starts from and distils from)."""
+    config = get_run_config("avdigits-mlp", epochs=1, overrides=["dataset=synthetic", "synthetic_size=64",
+                                                                  "batch_size=32", "model.time_steps=4"])
+    torch.manual_seed(0)
+    net = build_model(config.model)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() > 1:
+                p.mul_(3.0)
+    path = tmp_path_factory.mktemp("float") / "best.pt"
+    save_checkpoint(path, net, config, 0)
+    return path
+
+
+def test_quant_aware_config_distils_without_gradient_modulation(float_checkpoint):
+    base = load_checkpoint(float_checkpoint)["run_config"]
+    qat = quant_aware_config(base, str(float_checkpoint))
+    assert qat.train.distill_weight == QAT_DISTILL_WEIGHT > 0 and qat.train.quant_aware
+    assert qat.train.method == "aux-heads" and qat.train.uses_aux_loss == base.train.uses_aux_loss
+    assert quant_aware_config(replace(base, train=replace(base.train, method="ogm-ge")), "x.pt").train.method == "plain"
+    assert base.train.distill_weight == 0 and "distill_weight" in base.to_dict()["train"]
+
+
+def test_distillation_pulls_toward_the_frozen_float_teacher(float_checkpoint):
+    config = quant_aware_config(load_checkpoint(float_checkpoint)["run_config"], str(float_checkpoint))
+    net = trainer.build_net(config)
+    teacher = trainer.distillation_teacher(net, config)
+    assert net.quant_aware and not teacher.quant_aware and not teacher.training
+    assert not any(p.requires_grad for p in teacher.parameters())
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    gen = torch.Generator().manual_seed(3)
+    audio, image = torch.rand(16, 32, 32, generator=gen), torch.rand(16, 8, 8, generator=gen)
+    labels = torch.randint(0, 10, (16,), generator=gen)
+    float_net = model_from_checkpoint(load_checkpoint(float_checkpoint))  # the float network, loaded on its own
+    x_a, x_v = encode_inputs(config.model, audio, image)
+    with torch.no_grad():
+        expected = trainer.distillation_loss(net(x_a, x_v).counts, float_net(x_a, x_v).counts)
+    assert expected > 0 and trainer.distillation_loss(expected.new_ones(2, 3), expected.new_ones(2, 3)) == 0
+    ctx = trainer.StepContext(net, net, config, torch.optim.Adam(net.parameters(), lr=1e-2),
+                              torch.Generator(), torch.Generator(), teacher=teacher)
+    stats = trainer.train_step(ctx, audio, image, labels, epoch=0)
+    assert float(stats["distill_loss"]) == pytest.approx(float(expected), rel=1e-6)
+    assert any(not torch.equal(v, start[k]) for k, v in net.state_dict().items()), "the student did not move"
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, start[k]), f"the teacher moved: {k}"
+
+
+def test_quant_aware_best_is_chosen_on_validation_agreement_and_may_be_the_start(tmp_path, float_checkpoint):
+    """A fine-tuning that cannot change the fixed-point network never beats its start: best.pt stays the start."""
+    config = quant_aware_config(load_checkpoint(float_checkpoint)["run_config"], str(float_checkpoint), epochs=1)
+    config = replace(config, train=replace(config.train, lr=1e-12))
+    result = trainer.train(tmp_path / "qat", config, progress=False)
+    metrics = json.loads((tmp_path / "qat" / "test_metrics.json").read_text())
+    assert result.best_epoch == metrics["best_epoch"] == -1 and 0 < metrics["best_val_agreement"] <= 1
+    assert result.history[0]["val_agreement"] == metrics["best_val_agreement"]
+    best = load_checkpoint(checkpoint_paths(tmp_path / "qat")["best"])
+    start = load_checkpoint(float_checkpoint)["model"]
+    assert best["epoch"] == -1 and all(torch.equal(v, start[k]) for k, v in best["model"].items())
+    assert json.loads((tmp_path / "qat" / "config.json").read_text())["train"]["distill_weight"] == QAT_DISTILL_WEIGHT

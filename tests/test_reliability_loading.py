@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_fuzz_nir import assert_one_line_error, run_cli
+from cases import assert_one_line_error, run_cli
 
 from iemf_neuro.errors import UserError
 from iemf_neuro.training.checkpoint import FORMAT, VERSION, load_checkpoint, load_run
@@ -70,7 +70,7 @@ def test_report_html_escapes_run_and_target_names(tmp_path):
     """Run directory names (the report's labels) and target-file names and titles reach the HTML escaped."""
     import nir
     import numpy as np
-    from test_fuzz_nir import small_graph, small_inputs
+    from cases import small_graph, small_inputs
 
     runs = []
     for name in ("<svg onload=alert(1)>", "<script>alert(2)"):

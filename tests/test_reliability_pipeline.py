@@ -21,7 +21,7 @@ STAGES = ("train", "export", "lava-float", "lava-fixed", "energy")
 
 
 def pipeline(out: Path, extra: list[str] = ()) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "iemf_neuro.cli", "train-and-convert", "--out", str(out), *ARGS, *extra]
+    argv = [sys.executable, "-m", "pipeline.cli", "train-and-convert", "--out", str(out), *ARGS, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
@@ -56,6 +56,9 @@ def test_pipeline_is_deterministic_resumable_and_skips_finished_stages(tmp_path)
     finish(pipeline(tmp_path / "b"))
     assert (tmp_path / "b" / "summary.json").read_bytes() == summary
 
+    changed = pipeline(tmp_path / "a", ["--seed", "6"])
+    text = changed.communicate(timeout=400)[0].decode()
+    assert changed.returncode == 2 and "train.seed=0" in text and "resuming continues it" in text, text
     stale = finish(pipeline(tmp_path / "a", ["--limit", "4"]))
     assert "[train] up to date, skipped" in stale and "[export] up to date, skipped" in stale
     assert "[lava-float] running" in stale and "[energy] running" in stale

@@ -26,7 +26,7 @@ VOLATILE = {"wall_s", "epoch_s", "provenance"}  # timings and versions; everythi
 
 
 def train(out: Path, resume: bool) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "iemf_neuro.cli", "train", "--config", "avdigits-mlp", "--method",
+    argv = [sys.executable, "-m", "pipeline.cli", "train", "--config", "avdigits-mlp", "--method",
             "ogm-ge+iemf", "--epochs", str(EPOCHS), "--quiet", "--out", str(out)]
     argv += [a for s in SETTINGS for a in ("--set", s)] + (["--resume"] if resume else [])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -68,9 +68,7 @@ def test_sigkilled_training_resumes_to_identical_weights_and_metrics(tmp_path):
     for target in targets:
         resume = checkpoint_paths(cut)["last"].exists()
         proc = train(cut, resume)
-        start = time.monotonic()
         while proc.poll() is None and epochs_done(cut) < target:
-            assert time.monotonic() - start < 120, "training stalled"
             time.sleep(0.01)
         time.sleep(rng.uniform(0.5, 1.5) if target == 0 else rng.uniform(0.0, 0.4))
         if proc.poll() is None:

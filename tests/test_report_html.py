@@ -5,14 +5,13 @@ import json
 
 import nir
 import numpy as np
-import pytest
 
 from hardware_targets.counting import count_graph
 from hardware_targets.energy import estimate
 from hardware_targets.mapping import map_graph
 from hardware_targets.report import write_reports
 from hardware_targets.targets import load_target
-from iemf_neuro.cli import main
+from pipeline.cli import main
 
 EVIL = "<script>alert('x')</script>"
 
@@ -127,7 +126,7 @@ def test_energy_without_a_simulation_encodes_with_the_runs_seed(tmp_path):
     import torch
 
     from converters.model_to_nir import export_model
-    from iemf_neuro.cli.energy import executor_run
+    from pipeline.energy import executor_run
     from iemf_neuro.data import load_split
     from iemf_neuro.models import build_model, encode_inputs, get_model_config
     from iemf_neuro.training import RunConfig

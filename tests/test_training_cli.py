@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from iemf_neuro.cli import main
+from pipeline.cli import main
 from iemf_neuro.training.evaluate import linear_fit
 
 QUICK = ["--set", "batch_size=64", "--set", "max_batches=3", "--set", "model.time_steps=4", "--quiet"]
@@ -32,6 +32,24 @@ def test_train_then_evaluate_and_resume(tmp_path, capsys):
     assert (run / "plots" / "inverse_effectiveness_test.png").is_file()
 
 
+def test_resume_continues_the_recorded_config_and_refuses_changes_by_key(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--epochs", "1", "--method", "aux-heads", *QUICK]) == 0
+    refused = {("--seed", "3"): "train.seed=0", ("--set", "lr=0.5"): "train.lr=", ("--method", "iemf"): "train.method",
+               ("--set", "model.time_steps=8"): "model.time_steps=4", ("--config", "avdigits-cnn"): "avdigits-cnn"}
+    capsys.readouterr()
+    for option, key in refused.items():
+        assert main(["train", "--out", str(run), "--resume", "--quiet", *option]) == 2, option
+        err = capsys.readouterr().err
+        assert key in err and len(err.strip().splitlines()) == 1, err
+    assert main(["train", "--out", str(run), "--resume", "--quiet", "--method", "aux-heads", *QUICK]) == 0
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    record = json.loads((run / "config.json").read_text())
+    assert record["train"]["epochs"] == 2 and record["epoch_changes"] == [{"after_epoch": 1, "from": 1, "to": 2}]
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "1", "--quiet"]) == 2
+    assert "below the 2 epochs already trained" in capsys.readouterr().err
+
+
 def test_cli_errors_exit_2(tmp_path, capsys):
     assert main(["train", "--config", "nope", "--out", str(tmp_path / "x")]) == 2
     assert main(["evaluate", str(tmp_path)]) == 2
@@ -40,6 +58,19 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     assert main(["train", "--out", str(synthetic), "--epochs", "1", "--set", "dataset=synthetic", *QUICK]) == 0
     assert main(["evaluate", str(synthetic), "--sweep"]) == 2
     assert "without --sweep" in capsys.readouterr().err
+
+
+def test_later_stages_use_the_dataset_the_run_was_trained_on(tmp_path, capsys):
+    """A run trained on the synthetic set is exported, evaluated and counted on that set, not on AV-Digits."""
+    run = tmp_path / "syn"
+    assert main(["train", "--out", str(run), "--epochs", "1", "--set", "dataset=synthetic",
+                 "--set", "synthetic_size=64", *QUICK]) == 0
+    assert main(["export", str(run)]) == 0 and main(["evaluate", str(run)]) == 0
+    assert json.loads((run / "eval_test.json").read_text())["n"] == 16
+    capsys.readouterr()
+    assert main(["energy", str(run), "--target", "loihi2"]) == 0, capsys.readouterr().err
+    energy = json.loads((run / "energy.json").read_text())
+    assert "run's test split" in capsys.readouterr().out and energy["samples"] == 16
 
 
 def test_linear_fit_on_hand_made_points():

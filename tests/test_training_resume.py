@@ -22,17 +22,18 @@ def _config(epochs=3):
 def test_resumed_run_ends_bit_identical_to_uninterrupted(tmp_path, monkeypatch):
     full = trainer.train(tmp_path / "full", _config(), progress=False)
 
-    original = trainer._write_epoch
+    original, calls = trainer.evaluate, []
 
-    def crash_after_epoch_1(run_dir, net, config, epoch, *args):
-        original(run_dir, net, config, epoch, *args)
-        if epoch == 1:
+    def interrupt_in_epoch_2(*args, **kwargs):  # validation of epochs 0 and 1 pass; epoch 2's is cut short
+        calls.append(1)
+        if len(calls) == 3:
             raise KeyboardInterrupt
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "_write_epoch", crash_after_epoch_1)
+    monkeypatch.setattr(trainer, "evaluate", interrupt_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         trainer.train(tmp_path / "cut", _config(), progress=False)
-    monkeypatch.setattr(trainer, "_write_epoch", original)
+    monkeypatch.setattr(trainer, "evaluate", original)
     assert load_checkpoint(checkpoint_paths(tmp_path / "cut")["last"])["epoch"] == 1
     resumed = trainer.train(tmp_path / "cut", _config(), resume=True, progress=False)
 
@@ -73,7 +74,7 @@ def test_fresh_run_refuses_existing_dir_and_resume_needs_a_run(tmp_path):
     with pytest.raises(UserError, match="nothing to resume"):
         trainer.train(tmp_path / "other", _config(epochs=1), resume=True, progress=False)
     changed = get_run_config("avdigits-mlp", method="plain", epochs=1, overrides=SETTINGS)
-    with pytest.raises(UserError, match="different config"):
+    with pytest.raises(UserError, match="train.method='ogm-ge\\+iemf'; resuming continues it"):
         trainer.train(tmp_path / "run", changed, resume=True, progress=False)
 
 

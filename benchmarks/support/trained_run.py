@@ -36,12 +36,17 @@ def trained_run(config_name: str = "avdigits-mlp", seed: int = 0) -> Path:
 
 def quant_aware_run(config_name: str = "avdigits-mlp", seed: int = 0, epochs: int | None = None) -> Path:
     """RUN_DIR of ``trained_run(config_name, seed)`` fine-tuned ``epochs`` (default ``QAT_EPOCHS``) epochs
-    through its fixed-point forward (``quant_aware_config``), cached beside it like the float run."""
+    through its fixed-point forward (``quant_aware_config``), cached beside it like the float run; the name
+    carries a hash of the recipe (every training key but the checkpoint path), so a changed recipe retrains."""
+    from dataclasses import asdict
+
+    from iemf_neuro.provenance import config_hash
     from iemf_neuro.training.checkpoint import checkpoint_paths
     from iemf_neuro.training.config import QAT_EPOCHS, get_run_config, quant_aware_config
 
     epochs = QAT_EPOCHS if epochs is None else epochs
     parent = trained_run(config_name, seed)
     config = quant_aware_config(get_run_config(config_name, seed=seed), checkpoint_paths(parent)["best"], epochs)
-    return cached_training(RUNS / f"bench-{config_name}-s{seed}-qat{epochs}-lr{config.train.lr:g}", config,
+    recipe = config_hash({k: v for k, v in asdict(config.train).items() if k != "init_from"})[:8]
+    return cached_training(RUNS / f"bench-{config_name}-s{seed}-qat{epochs}-{recipe}", config,
                            f"{parent.name} fine-tuned in fixed point for {epochs} epochs")

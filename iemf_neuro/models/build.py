@@ -93,3 +93,14 @@ def build_model(cfg: ModelConfig) -> IEMFNet:
     output, _ = stage(nn.Sequential(nn.Linear(cfg.fusion_dim, cfg.num_classes)), (cfg.fusion_dim,), cfg.neuron)
     return IEMFNet(branches, fusion, output, heads)
 
+
+def spread_batchnorm(model: nn.Module) -> None:
+    """Random BatchNorm statistics and affine (torch's global generator) that let a randomly initialised
+    ResNet fire at every layer: what benchmarks and tests simulate when there is no trained run."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(1.0, 2.5)
+                m.bias.uniform_(0.0, 0.5)

@@ -21,11 +21,11 @@ class BranchConfig:
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
-            raise ValueError(f"unknown branch arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+            raise UserError(f"unknown branch arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
         if self.arch != "resnet18" and not self.widths:
-            raise ValueError(f"{self.arch} branch needs at least one width")
+            raise UserError(f"{self.arch} branch needs at least one width; set its widths, e.g. model.audio.widths=128")
         if any(int(w) <= 0 for w in (*self.input_shape, *self.widths)):
-            raise ValueError("branch shapes and widths must be positive")
+            raise UserError(f"branch shape {self.input_shape} and widths {self.widths} must be positive; fix them")
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,14 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.encoding not in ENCODINGS:
-            raise ValueError(f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}")
+            raise UserError(f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}")
         for key in ("time_steps", "fusion_dim", "num_classes"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{key}={value!r} must be an integer")
+                raise UserError(f"model.{key}={value!r} must be an integer; set e.g. model.{key}=10")
         if self.time_steps < 1 or self.fusion_dim < 1 or self.num_classes < 2:
-            raise ValueError("time_steps and fusion_dim must be >= 1 and num_classes >= 2")
+            raise UserError(f"model.time_steps={self.time_steps} and model.fusion_dim={self.fusion_dim} must be >= 1 "
+                            f"and model.num_classes={self.num_classes} >= 2; fix them")
 
 
 MODEL_CONFIGS: dict[str, ModelConfig] = {
@@ -89,7 +90,7 @@ def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
         if "neuron" in kwargs:
             kwargs["neuron"] = NeuronConfig(**kwargs["neuron"])
         return ModelConfig(**kwargs)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError) as exc:
         raise UserError(f"invalid model config: {exc}; fix the config or start from a named one") from exc
 
 

@@ -25,6 +25,8 @@ import snntorch as snn
 import torch
 from torch import nn
 
+from iemf_neuro.errors import UserError
+
 from .fixed_point import fixed_spikes
 from .fused import ZeroResetLIF
 from .neurons import initial_state, step
@@ -43,7 +45,7 @@ def neuron_kernels(kind: str) -> Iterator[None]:
     """How neurons step inside this block: the fused node's loops run eagerly or compiled (``fused.py``), or
     snnTorch's own modules step, one call per time step (the reference export and Lava are checked against)."""
     if kind not in NEURON_KERNELS:
-        raise ValueError(f"unknown neuron kernel {kind!r}; choose one of {', '.join(NEURON_KERNELS)}")
+        raise UserError(f"unknown neuron kernel {kind!r}; choose one of {', '.join(NEURON_KERNELS)}")
     token = _KERNEL.set(kind)
     try:
         yield
@@ -145,12 +147,13 @@ class Fusion(nn.Module):
                  neuron: nn.Module):
         super().__init__()
         if kind not in FUSIONS:
-            raise ValueError(f"unknown fusion {kind!r}; choose one of {', '.join(FUSIONS)}")
+            raise UserError(f"unknown fusion {kind!r}; set model.fusion to one of {', '.join(FUSIONS)}")
         self.kind = kind
         self.readouts = nn.ModuleDict(readouts)
         a, v = in_dims["audio"], in_dims["visual"]
         if kind == "sum" and a != v:
-            raise ValueError(f"sum fusion needs equal feature sizes, got audio {a} and visual {v}")
+            raise UserError(f"sum fusion needs equal feature sizes, got audio {a} and visual {v}; "
+                            "use model.fusion=concat")
         if kind == "sum":
             self.proj = nn.ModuleDict({"shared": nn.Linear(a, out_dim, bias=False)})
         elif kind == "film":

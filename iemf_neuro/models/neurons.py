@@ -18,6 +18,8 @@ import snntorch as snn
 import torch
 from torch import nn
 
+from iemf_neuro.errors import UserError
+
 
 @dataclass(frozen=True)
 class NeuronConfig:
@@ -28,13 +30,14 @@ class NeuronConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in ("lif", "cuba"):
-            raise ValueError(f"neuron kind {self.kind!r} is not deployable; use 'lif' or 'cuba'")
+            raise UserError(f"neuron kind {self.kind!r} is not deployable; set model.neuron.kind=lif or cuba")
         for name in ("beta", "alpha"):
             value = getattr(self, name)
             if not 0.5 <= value < 1.0:
-                raise ValueError(f"neuron {name}={value} must lie in [0.5, 1) for exact Lava decays")
+                raise UserError(f"model.neuron.{name}={value} must lie in [0.5, 1) for exact Lava decays; "
+                                "use 1 - 2**-k")
         if not self.threshold > 0:
-            raise ValueError(f"neuron threshold={self.threshold} must be positive")
+            raise UserError(f"model.neuron.threshold={self.threshold} must be positive; set e.g. 1.0")
 
 
 def make_neuron(cfg: NeuronConfig, shape: tuple[int, ...]) -> nn.Module:

@@ -98,14 +98,27 @@ def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoin
     return model.float().eval()
 
 
+def recorded_config(run_dir: str | Path) -> RunConfig | None:
+    """The config a run directory's training continues (its last checkpoint's); None before its first epoch."""
+    last = checkpoint_paths(run_dir)["last"]
+    return load_checkpoint(last)["run_config"] if last.is_file() else None
+
+
 @dataclass
 class LoadedRun:
     run_dir: Path  # the run directory
-    model_config: ModelConfig  # the built model's config
-    train_config: TrainConfig  # how it was trained
+    config: RunConfig  # what it was built and trained with
     model: IEMFNet  # best.pt weights, eval mode, float32, on CPU
     provenance: dict  # config.json's provenance record
     epoch: int  # the epoch best.pt was saved after (0-based)
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.config.model
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return self.config.train
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
@@ -120,7 +133,5 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         raise UserError(f"{config_path} is not valid JSON ({exc.msg}); re-train the run") from exc
     path = checkpoint_paths(run_dir)["best"]
     payload = load_checkpoint(path)
-    config: RunConfig = payload["run_config"]
-    return LoadedRun(run_dir=run_dir, model_config=config.model, train_config=config.train,
-                     model=model_from_checkpoint(payload, path), provenance=record.get("provenance", {}),
-                     epoch=int(payload["epoch"]))
+    return LoadedRun(run_dir=run_dir, config=payload["run_config"], model=model_from_checkpoint(payload, path),
+                     provenance=record.get("provenance", {}), epoch=int(payload["epoch"]))

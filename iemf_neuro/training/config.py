@@ -2,6 +2,7 @@
 
 A run config pairs a ``ModelConfig`` (what to build) with a ``TrainConfig`` (how to train it). Both are
 stored as plain JSON in ``config.json`` and in every checkpoint, and rebuilt with ``run_config_from_dict``.
+A command line's options are ``ConfigChanges``; resuming follows one rule, ``continue_config``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers for datasets that load from disk
     quant_aware: bool = False  # train (and evaluate) through the Loihi fixed-point forward (models/fixed_point.py)
     init_from: str | None = None  # checkpoint whose weights start the training (fine-tuning), instead of the seed's
+    distill_weight: float = 0.0  # weight of the distillation term toward init_from's network (the teacher); 0: none
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -71,6 +73,11 @@ class TrainConfig:
         if self.quant_aware and self.bf16:
             raise UserError("quant_aware=true trains through exact integer arithmetic, which bf16 autocast would "
                             "round; drop --set bf16=true")
+        if self.distill_weight < 0:
+            raise UserError(f"distill_weight={self.distill_weight} must be >= 0 (0: no distillation)")
+        if self.distill_weight > 0 and self.init_from is None:
+            raise UserError(f"distill_weight={self.distill_weight} distils from the network init_from loads; set "
+                            "--set init_from=RUN/checkpoints/best.pt or distill_weight=0")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"label_smoothing={self.label_smoothing} must lie in [0, 1)")
         for key in ("weight_decay", "ogm_alpha", "iemf_start", "ogm_start", "seed", "num_workers"):
@@ -150,16 +157,21 @@ RUN_CONFIGS: dict[str, RunConfig] = {
 
 QAT_EPOCHS = 2  # fine-tuning epochs in fixed point after float training (train-and-convert)
 QAT_LR_RATIO = 0.1  # their peak learning rate over the float training's
+QAT_DISTILL_WEIGHT = 1.0  # weight of the distillation term toward the float network (distill_weight)
 
 
 def quant_aware_config(config: RunConfig, checkpoint: str, epochs: int = QAT_EPOCHS) -> RunConfig:
     """Quantisation-aware fine-tuning of ``config``'s float training: from ``checkpoint``'s weights, ``epochs``
     epochs through the fixed-point forward at ``QAT_LR_RATIO`` of the learning rate (the weights need only
-    move across rounding boundaries, not relearn)."""
+    move across rounding boundaries, not relearn), distilling from the float network so that the deployed
+    one predicts what it predicts. The same loss terms without gradient modulation: IEMF and OGM-GE add
+    gradient noise, which helps training from scratch but only perturbs a network meant to stay close."""
     if epochs < 1:
         raise UserError(f"quantisation-aware fine-tuning needs epochs >= 1, got {epochs}")
+    method = "aux-heads" if config.train.uses_aux_loss else "plain"
     return replace(config, train=replace(config.train, quant_aware=True, init_from=str(checkpoint), epochs=epochs,
-                                         lr=config.train.lr * QAT_LR_RATIO))
+                                         lr=config.train.lr * QAT_LR_RATIO, method=method,
+                                         distill_weight=QAT_DISTILL_WEIGHT))
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
@@ -216,12 +228,54 @@ def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
     return run_config_from_dict(data)
 
 
+@dataclass(frozen=True)
+class ConfigChanges:
+    """What a command line asked for: applied to a named config to start a run, or to the recorded config to
+    continue one (``continue_config``). ``None`` and ``()`` mean "not given"."""
+
+    name: str | None = None  # named config
+    method: str | None = None
+    epochs: int | None = None
+    seed: int | None = None
+    overrides: tuple[str, ...] = ()  # --set KEY=VALUE
+
+    def apply(self, config: RunConfig) -> RunConfig:
+        shortcuts = {k: v for k, v in (("method", self.method), ("epochs", self.epochs), ("seed", self.seed))
+                     if v is not None}
+        return apply_overrides(replace(config, train=replace(config.train, **shortcuts)), list(self.overrides))
+
+
 def get_run_config(name: str, method: str | None = None, epochs: int | None = None, seed: int | None = None,
                    overrides: list[str] = ()) -> RunConfig:
     """A named run config with the CLI's shortcuts and ``--set`` overrides applied."""
     if name not in RUN_CONFIGS:
         raise UserError(f"unknown config {name!r}; choose one of {', '.join(RUN_CONFIGS)}")
-    config = RUN_CONFIGS[name]
-    shortcuts = {k: v for k, v in (("method", method), ("epochs", epochs), ("seed", seed)) if v is not None}
-    config = replace(config, train=replace(config.train, **shortcuts))
-    return apply_overrides(config, list(overrides))
+    return ConfigChanges(name, method, epochs, seed, tuple(overrides)).apply(RUN_CONFIGS[name])
+
+
+RESUMABLE_KEYS = ("train.epochs",)  # the only keys a resumed run may change (recorded in config.json)
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def continue_config(recorded: RunConfig, requested: RunConfig, epochs_done: int) -> RunConfig:
+    """The one resume rule: a resumed run continues its recorded config. Any requested key that would change
+    what it computes is refused by name; only the epoch count may change, and not below the epochs done (the
+    learning-rate schedule follows the new length from the next epoch on)."""
+    if requested.name != recorded.name:
+        raise UserError(f"the run was started from config {recorded.name!r}, not {requested.name!r}; drop --config "
+                        "to continue it, or train into another --out")
+    old, new = _flat(recorded.to_dict()), _flat(requested.to_dict())
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key) and key not in RESUMABLE_KEYS:
+            raise UserError(f"the run was trained with {key}={old.get(key)!r}; resuming continues it, so "
+                            f"{key}={new.get(key)!r} is refused: drop that option, or train into another --out")
+    if requested.train.epochs < epochs_done:
+        raise UserError(f"epochs={requested.train.epochs} is below the {epochs_done} epochs already trained; pass "
+                        f"--epochs {epochs_done} or more")
+    return requested

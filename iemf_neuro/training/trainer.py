@@ -21,6 +21,7 @@ and the gradient noise comes from a generator seeded identically on every rank.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -41,7 +42,7 @@ from iemf_neuro.progress import progress as progress_bar
 from iemf_neuro.provenance import provenance, write_json_atomic, write_text_atomic
 
 from .checkpoint import checkpoint_paths, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import RunConfig
+from .config import RunConfig, continue_config
 from .data import SPLITS, Batches, epoch_order, load_dataset, shard_batches
 from .evaluate import evaluate
 from .iemf import enhance_gradients, fusion_parameters, iemf_coefficient, true_class_score
@@ -111,6 +112,16 @@ def build_net(config: RunConfig, device: torch.device | str = "cpu") -> IEMFNet:
     return net
 
 
+def distillation_teacher(net: IEMFNet, config: RunConfig) -> IEMFNet | None:
+    """With ``distill_weight``: a frozen float copy of ``net`` as ``init_from`` loaded it, in eval mode, so the
+    trained network (the fixed-point one under QAT) learns to predict what the float network predicts."""
+    if config.train.distill_weight == 0:
+        return None
+    teacher = copy.deepcopy(net).requires_grad_(False).eval()
+    teacher.quant_aware = False
+    return teacher
+
+
 def make_optimizer(net: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
     t = config.train
     if t.optimizer == "sgd":
@@ -126,6 +137,28 @@ def compute_loss(out, labels: torch.Tensor, label_smoothing: float) -> tuple[tor
     return fused + aux, fused
 
 
+def distillation_loss(counts: torch.Tensor, teacher_counts: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of the softmax of the output spike counts, the logits the task loss uses."""
+    return F.kl_div(F.log_softmax(counts.float(), dim=-1), F.log_softmax(teacher_counts.float(), dim=-1),
+                    log_target=True, reduction="batchmean")
+
+
+@torch.no_grad()
+def prediction_agreement(net: IEMFNet, teacher: IEMFNet, model_config, data: Batches, batch_size: int,
+                         seed: int) -> float:
+    """Share of ``data``'s samples on which ``net`` predicts what ``teacher`` predicts (same encoded inputs)."""
+    was_training = net.training
+    net.eval()
+    gen = torch.Generator(device=next(net.parameters()).device).manual_seed(seed)
+    same = n = 0
+    for audio, image, _ in data.sequential(batch_size):
+        x_a, x_v = encode_inputs(model_config, audio, image, gen)
+        same += int((net(x_a, x_v).prediction == teacher(x_a, x_v).prediction).sum())
+        n += len(audio)
+    net.train(was_training)
+    return same / n
+
+
 @dataclass
 class StepContext:
     """Everything one optimisation step needs."""
@@ -137,6 +170,7 @@ class StepContext:
     encode_gen: torch.Generator  # rate-encoding draws (per rank)
     grad_gen: torch.Generator  # IEMF / OGM-GE gradient noise (same seed on every rank)
     world: int = 1  # DDP processes
+    teacher: IEMFNet | None = None  # frozen float network the distillation term pulls toward (distill_weight)
 
 
 def _global_sum(values: torch.Tensor, world: int) -> torch.Tensor:
@@ -154,6 +188,11 @@ def train_step(ctx: StepContext, audio: torch.Tensor, image: torch.Tensor, label
     with torch.autocast(x_a.device.type, dtype=torch.bfloat16, enabled=t.bf16), neuron_kernels(t.neuron_kernel):
         out = ctx.model(x_a, x_v)
         loss, fused_loss = compute_loss(out, labels, t.label_smoothing)
+        if ctx.teacher is not None:
+            with torch.no_grad():
+                teacher_counts = ctx.teacher(x_a, x_v).counts
+            distill = distillation_loss(out.counts, teacher_counts)
+            loss = loss + t.distill_weight * distill
     ctx.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     with torch.no_grad():
@@ -165,6 +204,8 @@ def train_step(ctx: StepContext, audio: torch.Tensor, image: torch.Tensor, label
             scores = _global_sum(scores, ctx.world)
         coeff = iemf_coefficient(*scores, gain=t.iemf_gain)
         stats = {"loss": loss.detach(), "fused_loss": fused_loss.detach(), "iemf_coeff": coeff}
+        if ctx.teacher is not None:
+            stats["distill_loss"] = distill.detach()
         if t.ogm_active(epoch):
             uni = unimodal_counts(ctx.net, out.features["audio"], out.features["visual"])
             ogm_scores = _global_sum(torch.stack([true_class_score(uni[m], labels) for m in ("audio", "visual")]),
@@ -199,13 +240,25 @@ def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> tuple[Ru
     if not last.exists():
         raise UserError(f"nothing to resume in {run_dir} (no checkpoints/last.pt); drop --resume to start it")
     payload = load_checkpoint(last)
-    stored: RunConfig = payload["run_config"]
-    mine, theirs = config.to_dict(), stored.to_dict()
-    mine["train"]["epochs"] = theirs["train"]["epochs"]
-    if mine != theirs:
-        raise UserError(f"{run_dir} was trained with a different config; resume with the same options "
-                        "(only --epochs may change) or choose another --out")
-    return config, payload
+    return continue_config(payload["run_config"], config, payload["epoch"] + 1), payload
+
+
+def _record_config(run_dir: Path, config: RunConfig, payload: dict[str, Any] | None) -> None:
+    """config.json: the run config and what made it; a resume that changed the epoch count is appended."""
+    path = run_dir / "config.json"
+    changes = []
+    if payload is not None:
+        before = payload["run_config"].train.epochs
+        if before == config.train.epochs:
+            return
+        try:
+            changes = json.loads(path.read_text()).get("epoch_changes", []) if path.is_file() else []
+        except (ValueError, AttributeError) as exc:
+            raise UserError(f"{path} is damaged ({type(exc).__name__}); restore it before changing the epochs of "
+                            "this run") from exc
+        changes.append({"after_epoch": payload["epoch"] + 1, "from": before, "to": config.train.epochs})
+    write_json_atomic(path, {**config.to_dict(), "provenance": provenance(config, config.train.seed),
+                             **({"epoch_changes": changes} if changes else {})})
 
 
 def train(run_dir: str | Path, config: RunConfig, resume: bool = False, device: str = "cpu", *,
@@ -224,6 +277,7 @@ def train(run_dir: str | Path, config: RunConfig, resume: bool = False, device: 
     data = {s: Batches(datasets[s] if datasets else load_dataset(config, s), dev, t.num_workers) for s in SPLITS}
 
     net = build_net(config, dev)
+    teacher = distillation_teacher(net, config)
     optimizer = make_optimizer(net, config)
     encode_gen = torch.Generator(device=dev).manual_seed(t.seed * 7919 + 1 + info.rank)
     grad_gen = torch.Generator(device=dev).manual_seed(t.seed * 7919 + 2)
@@ -237,11 +291,20 @@ def train(run_dir: str | Path, config: RunConfig, resume: bool = False, device: 
         grad_gen.set_state(payload["grad_gen"])
         start, history, best = payload["epoch"] + 1, list(payload["history"]), dict(payload["best"])
         best_state = load_checkpoint(checkpoint_paths(run_dir)["best"])["model"]
-    elif info.is_main:
-        write_json_atomic(run_dir / "config.json", {**config.to_dict(), "provenance": provenance(config, t.seed)})
+    if info.is_main:
+        _record_config(run_dir, config, payload)
+    if teacher is not None and payload is None:  # the starting network is the first candidate for best.pt
+        initial = evaluate(net, config.model, data["val"], t.eval_batch_size, seed=t.seed)
+        best = {"epoch": -1, "val_accuracy": initial.accuracy,
+                "val_agreement": prediction_agreement(net, teacher, config.model, data["val"], t.eval_batch_size,
+                                                      t.seed)}
+        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        if info.is_main:
+            save_checkpoint(checkpoint_paths(run_dir)["best"], net, config, -1,
+                            {"val_accuracy": best["val_accuracy"]})
 
     model = nn.parallel.DistributedDataParallel(net) if info.world > 1 else net
-    ctx = StepContext(model, net, config, optimizer, encode_gen, grad_gen, info.world)
+    ctx = StepContext(model, net, config, optimizer, encode_gen, grad_gen, info.world, teacher)
     for epoch in range(start, t.epochs):
         tic = time.perf_counter()
         for group in optimizer.param_groups:
@@ -273,10 +336,13 @@ def train(run_dir: str | Path, config: RunConfig, resume: bool = False, device: 
                "val_accuracy": val.accuracy, "val_audio_accuracy": val.audio_accuracy,
                "val_visual_accuracy": val.visual_accuracy, "val_loss": val.loss,
                "firing_rates": val.firing_rates, "epoch_s": time.perf_counter() - tic}
+        if teacher is not None:
+            row["val_agreement"] = prediction_agreement(net, teacher, config.model, data["val"], t.eval_batch_size,
+                                                        t.seed)
         history.append(row)
-        improved = val.accuracy > best["val_accuracy"]
+        improved = _selection_key(row) > _selection_key(best)
         if improved:
-            best = {"epoch": epoch, "val_accuracy": val.accuracy}
+            best = {"epoch": epoch, **{k: row[k] for k in ("val_accuracy", "val_agreement") if k in row}}
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         if info.is_main:
             _write_epoch(run_dir, net, config, epoch, history, best, improved, optimizer, encode_gen, grad_gen)
@@ -290,12 +356,18 @@ def train(run_dir: str | Path, config: RunConfig, resume: bool = False, device: 
     test = evaluate(net, config.model, data["test"], t.eval_batch_size, seed=t.seed, record=True)
     net.load_state_dict(final_state)
     test_record = {**asdict(test), "best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"],
+                   **({"best_val_agreement": best["val_agreement"]} if "val_agreement" in best else {}),
                    "wall_s": time.perf_counter() - t0, "provenance": provenance(config, t.seed)}
     if info.is_main:
         write_json_atomic(run_dir / "test_metrics.json", test_record)
     if info.world > 1:
         dist.barrier()
     return TrainResult(run_dir, asdict(test), best["epoch"], best["val_accuracy"], history, net)
+
+
+def _selection_key(record: dict[str, Any]) -> tuple[float, float]:
+    """What best.pt maximises on validation: agreement with the teacher when distilling, then accuracy."""
+    return record.get("val_agreement", 0.0), record["val_accuracy"]
 
 
 def _all_ranks_finite(values, world: int, device: torch.device) -> bool:

@@ -28,19 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iemf_neuro.provenance import provenance, write_json_atomic
-    from iemf_neuro.training.checkpoint import load_run
-    from iemf_neuro.training.config import RunConfig
-    from iemf_neuro.training.evaluate import (DEFAULT_AUDIO_SNRS_DB, DEFAULT_IMAGE_NOISE_STDS, evaluate_split,
-                                              inverse_effectiveness_sweep, save_sweep)
+    from pipeline.evaluate import evaluate_run, sweep_run
 
-    loaded = load_run(args.run_dir)
-    config = RunConfig(loaded.model_config.name, loaded.model_config, loaded.train_config)
     if args.sweep:
-        result = inverse_effectiveness_sweep(loaded.model, config, args.split,
-                                             args.audio_snrs or DEFAULT_AUDIO_SNRS_DB,
-                                             args.image_noise or DEFAULT_IMAGE_NOISE_STDS, args.device)
-        json_path, png_path = save_sweep(result, args.run_dir, provenance(config, config.train.seed))
+        result, json_path, png_path = sweep_run(args.run_dir, args.split, args.audio_snrs, args.image_noise,
+                                                args.device)
         fit = result.fit
         print(f"{'audio SNR':>9} {'img std':>7} {'fused':>6} {'audio':>6} {'visual':>6} {'gain':>6}")
         for c in result.cells:
@@ -50,9 +42,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gain vs stronger unimodal accuracy: slope {fit['slope']:+.3f}, r {fit['pearson_r']:+.3f} "
               f"(inverse effectiveness: negative); wrote {json_path} and {png_path}")
         return 0
-    metrics = evaluate_split(loaded.model, config, args.split, args.device)
-    path = args.run_dir / f"eval_{args.split}.json"
-    write_json_atomic(path, {**metrics.__dict__, "provenance": provenance(config, config.train.seed)})
+    metrics, path = evaluate_run(args.run_dir, args.split, args.device)
     print(f"{args.split}: fused {metrics.accuracy:.4f}, audio head {metrics.audio_accuracy:.4f}, visual head "
           f"{metrics.visual_accuracy:.4f} ({metrics.n} samples); wrote {path}")
     return 0

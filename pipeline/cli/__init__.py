@@ -1,7 +1,7 @@
-"""The ``iemf-neuro`` command: one subcommand per pipeline step, each a thin wiring of the Python API.
+"""The ``iemf-neuro`` command: one subcommand per pipeline stage; each parses its arguments and calls ``pipeline``.
 
 Every subcommand lives in its own module here with ``register(subparsers)``; the handler is set with
-``set_defaults(func=...)`` and imports its heavy dependencies (torch, Lava) only when it runs.
+``set_defaults(func=...)`` and imports the pipeline (torch, Lava's caller side) only when it runs.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import traceback
 
 from iemf_neuro.errors import UserError
 
-from . import data, energy, evaluate, export, pipeline, simulate, train
+from . import data, energy, evaluate, export, import_netx, simulate, train, train_and_convert
 
-SUBCOMMANDS = (data, train, evaluate, export, simulate, energy, pipeline)
+SUBCOMMANDS = (data, train, evaluate, export, import_netx, simulate, energy, train_and_convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,32 +46,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from converters.model_to_nir import export_run
-    from iemf_neuro.training import RunConfig
-    from iemf_neuro.training.checkpoint import load_run
+    from pipeline.export import export_calibrated, export_run
 
     condition = {"audio_snr_db": args.audio_snr_db, "image_noise_std": args.image_noise_std,
                  "image_occlusion": args.image_occlusion}
     if not args.calibrate_gains and (args.audio_snr_db is not None or args.image_noise_std or args.image_occlusion):
         raise UserError("--audio-snr-db/--image-noise-std/--image-occlusion describe a calibration condition; "
                         "add --calibrate-gains")
-    loaded = load_run(args.run_dir)
-    gains = parse_gains(args.fusion_gain) if args.fusion_gain else None
-    metadata = {}
-    if args.calibrate_gains:
-        from converters.fusion_gain import calibrate_gains
-        from iemf_neuro.training.data import load_dataset
-
-        config = RunConfig(loaded.model_config.name, loaded.model_config, loaded.train_config)
-        data = load_dataset(config, args.calibration_split, corruption=condition)
-        calibration = calibrate_gains(loaded.model, loaded.model_config, data, args.mantissa_bits,
-                                      seed=loaded.train_config.seed,
-                                      condition={**condition, "split": args.calibration_split})
-        gains = calibration.gains
-        metadata["fusion_calibration"] = calibration
-        print(f"calibrated gains audio={gains['audio']:g} visual={gains['visual']:g} "
-              f"(evidence audio {calibration.evidence['audio']:.3f}, visual {calibration.evidence['visual']:.3f}, "
-              f"fused {calibration.evidence['av']:.3f})")
-    path = export_run(loaded, args.out, gains, metadata)
+    if not args.calibrate_gains:
+        gains = parse_gains(args.fusion_gain) if args.fusion_gain else None
+        print(f"wrote {export_run(args.run_dir, args.out, gains)}")
+        return 0
+    path, calibration = export_calibrated(args.run_dir, args.out, condition, args.calibration_split,
+                                          args.mantissa_bits)
+    gains = calibration.gains
+    print(f"calibrated gains audio={gains['audio']:g} visual={gains['visual']:g} "
+          f"(evidence audio {calibration.evidence['audio']:.3f}, visual {calibration.evidence['visual']:.3f}, "
+          f"fused {calibration.evidence['av']:.3f})")
     print(f"wrote {path}")
     return 0

@@ -1,4 +1,5 @@
-"""Simulate a trained run over its dataset in Lava and check it, spike for spike, against snnTorch.
+"""Simulate in Lava: a trained run over its own dataset, checked spike for spike against snnTorch, or any
+NIR file on given inputs.
 
 The snnTorch reference runs in float64, like Lava's float models, on the very input trains Lava gets, so
 any spike that differs is a conversion fault rather than rounding (docs/lava.md). A quantisation-aware run
@@ -12,6 +13,10 @@ its node name, [N, T, ...]; the format `iemf-neuro energy` counts from).
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +24,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from converters.model_to_nir import export_model
+from converters.nir_io import read_graph
 from converters.quantize import CALIBRATION_SAMPLES, calibration_indices
+from hardware_targets.lava_sim import LavaRun, simulate_graph
+from iemf_neuro.data.corruption import Corruption
 from iemf_neuro.errors import UserError
+from iemf_neuro.models import encode_inputs
 from iemf_neuro.models.reference import fixed_point_reference, reference_spikes
+from iemf_neuro.provenance import atomic_path, provenance, write_json_atomic
+from iemf_neuro.training.checkpoint import load_run
+from iemf_neuro.training.data import load_dataset
 
 
 @dataclass(frozen=True)
@@ -56,21 +69,9 @@ def compare(lava: dict[str, np.ndarray], snn: dict[str, np.ndarray]) -> tuple[di
 
 def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, progress: bool = True) -> dict[str, Any]:
     """Simulate ``run_dir``'s model (``graph``, else RUN_DIR/model.nir, else a fresh export); returns the summary."""
-    from converters.model_to_nir import export_model
-    from converters.nir_io import read_graph
-    from iemf_neuro.data.corruption import Corruption
-    from iemf_neuro.models import encode_inputs
-    from iemf_neuro.provenance import atomic_path, provenance, write_json_atomic
-    from iemf_neuro.training.checkpoint import load_run
-    from iemf_neuro.training.config import RunConfig
-    from iemf_neuro.training.data import load_dataset
-
-    from .lava_sim import simulate_graph
-
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    cfg = run.model_config
-    config = RunConfig(cfg.name, cfg, run.train_config)
+    cfg, config = run.model_config, run.config
     seed = run.train_config.seed if request.seed is None else request.seed
     corruption = {"audio_snr_db": request.audio_snr_db, "image_noise_std": request.image_noise_std}
     Corruption(**corruption)
@@ -124,3 +125,64 @@ def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, pr
             np.savez_compressed(fh, **inputs, **result.spikes)
     write_json_atomic(stem.with_suffix(".json"), summary)
     return summary
+
+
+def npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each member's (shape, dtype) from its .npy header, without reading its data."""
+    headers = {}
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            with archive.open(member) as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+            headers[member.removesuffix(".npy")] = (shape, dtype)
+    return headers
+
+
+def physical_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def read_inputs(path: Path, steps: int) -> dict[str, np.ndarray]:
+    """Headers first: wrong shapes and arrays larger than memory are refused before anything is read."""
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; pass --inputs X.npz with one array per Input node")
+    try:
+        headers = npz_headers(path)
+        for name, (shape, _) in headers.items():
+            if len(shape) < 2 or shape[1] != steps:
+                raise UserError(f"input {name!r} in {path} has shape {shape}, but --steps is {steps}; arrays "
+                                "must be [N, T, *shape] with T = --steps")
+        need = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values())
+        memory = physical_memory()
+        if need > memory:
+            raise UserError(f"{path} declares {need / 2**30:.1f} GiB of inputs, more than this machine's "
+                            f"{memory / 2**30:.1f} GiB of memory; simulate fewer samples per file")
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"{path} is not a readable .npz ({type(exc).__name__}); write it with numpy.savez") from exc
+
+
+def simulate_file(graph_path: Path, inputs_path: Path, steps: int, out: Path, precision: str = "float",
+                  dt: float | None = None, timeout_s: float | None = None, progress: bool = True) -> LavaRun:
+    """Simulate any supported NIR file on ``inputs_path`` ([N, T, *shape] per Input node) into ``out`` (npz:
+    the Output nodes' trains, per-sample spike counts per layer, and a JSON ``meta`` with provenance)."""
+    graph = read_graph(graph_path)
+    inputs = read_inputs(inputs_path, steps)
+    result = simulate_graph(graph, inputs, precision, dt=dt, timeout_s=timeout_s, progress=progress)
+    counts = {name: int(s.sum()) for name, s in result.spikes.items()}
+    meta = {"graph": str(graph_path), "precision": precision, "steps": result.steps,
+            "latency": result.latency, "spike_counts": counts, "quantization": result.quantization,
+            "provenance": provenance({"graph": str(graph_path), "precision": precision, "dt": dt})}
+    arrays = {**result.outputs, **{f"count/{n}": s.sum(axis=(1, 2) if s.ndim > 2 else 1)
+                                   for n, s in result.spikes.items()},
+              "meta": np.array(json.dumps(meta, default=str))}
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    return result

@@ -1,5 +1,0 @@
-import sys
-
-from iemf_neuro.cli import main
-
-sys.exit(main())

@@ -1,0 +1,101 @@
+"""Cases shared by the test modules (importable from the subprocesses some tests start): small NIR graphs and
+their inputs, the in-process CLI and its one-line error check, and reproducible hypothesis settings."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import nir
+import numpy as np
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+
+from pipeline.cli import main
+
+FUZZ = settings(deadline=None, derandomize=True, database=None, print_blob=False,
+                phases=(Phase.explicit, Phase.generate),  # no shrinking: a failure reports its input at once
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+def fuzz(examples: int) -> settings:
+    """Reproducible (derandomized, no example database), no per-example deadline, ``examples`` inputs."""
+    return settings(FUZZ, max_examples=examples)
+
+
+STEPS = 4
+TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=16)
+
+
+def neuron(kind: str, shape: tuple[int, ...], tau: float = 2.0):
+    """A LIF (tau = 2: beta = 1/2) or CubaLIF population with exporter-style parameters (r = tau)."""
+    full = lambda v: np.full(shape, v, dtype=np.float64)  # noqa: E731
+    if kind == "lif":
+        return nir.LIF(tau=full(tau), r=full(tau), v_leak=full(0), v_threshold=full(1), v_reset=full(0))
+    return nir.CubaLIF(tau_mem=full(tau), tau_syn=full(tau), r=full(tau), v_leak=full(0), v_threshold=full(1),
+                       v_reset=full(0), w_in=full(tau))
+
+
+def small_graph(seed: int = 0) -> nir.NIRGraph:
+    """Two inputs, a convolution, a recurrent CubaLIF fusion layer, a LIF output: every check has a target."""
+    rng = np.random.default_rng(seed)
+    nodes = {
+        "audio": nir.Input(input_type={"input": np.array([6])}),
+        "visual": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+        "visual.0.syn0": nir.Conv2d(input_shape=(4, 4), weight=rng.normal(0, 1, (2, 1, 3, 3)), stride=1,
+                                    padding=1, dilation=1, groups=1, bias=np.zeros(2)),
+        "visual.0": neuron("lif", (2, 4, 4)),
+        "fusion.visual.syn0": nir.Flatten(start_dim=0, end_dim=-1, input_type={"input": np.array([2, 4, 4])}),
+        "fusion.audio": nir.Affine(weight=rng.normal(0, 1, (5, 6)), bias=np.full(5, 0.1)),
+        "fusion.visual": nir.Linear(weight=rng.normal(0, 0.5, (5, 32))),
+        "fusion": neuron("cuba", (5,)),
+        "fusion.rec": nir.Linear(weight=rng.normal(0, 0.3, (5, 5))),
+        "output.syn0": nir.Affine(weight=rng.normal(0, 1, (3, 5)), bias=np.zeros(3)),
+        "output": neuron("lif", (3,)),
+        "output.spikes": nir.Output(output_type={"output": np.array([3])}),
+    }
+    edges = [("visual", "visual.0.syn0"), ("visual.0.syn0", "visual.0"), ("visual.0", "fusion.visual.syn0"),
+             ("fusion.visual.syn0", "fusion.visual"), ("audio", "fusion.audio"), ("fusion.audio", "fusion"),
+             ("fusion.visual", "fusion"), ("fusion", "fusion.rec"), ("fusion.rec", "fusion"),
+             ("fusion", "output.syn0"), ("output.syn0", "output"), ("output", "output.spikes")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1.0, "reset": "zero"}, type_check=False)
+
+
+def small_inputs(samples: int = 2, steps: int = STEPS, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"audio": rng.uniform(0, 1, (samples, steps, 6)), "visual": rng.uniform(0, 1, (samples, steps, 1, 4, 4))}
+
+
+def recurrent_cuba(rng: np.random.Generator) -> nir.NIRGraph:
+    """One recurrent CubaLIF population with a biased input projection."""
+    n = 6
+    return nir.NIRGraph(nodes={
+        "in": nir.Input(input_type={"input": np.array([4])}),
+        "fc": nir.Affine(weight=rng.normal(0, 0.6, (n, 4)), bias=rng.normal(0, 0.2, n)),
+        "cuba": nir.CubaLIF(tau_syn=np.full(n, 2.0), tau_mem=np.full(n, 8.0), r=np.full(n, 8.0),
+                            v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n), w_in=np.full(n, 2.0)),
+        "rec": nir.Linear(weight=rng.normal(0, 0.4, (n, n))),
+        "out": nir.Output(output_type={"output": np.array([n])}),
+    }, edges=[("in", "fc"), ("fc", "cuba"), ("cuba", "rec"), ("rec", "cuba"), ("cuba", "out")],
+        metadata={"dt": 1.0})
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    """``iemf-neuro ARGV`` in-process; (exit code, stderr)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    return code, err.getvalue()
+
+
+def assert_one_line_error(code: int, stderr: str) -> None:
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr
+
+
+def simulate_argv(graph: Path, inputs: Path, out: Path) -> list[str]:
+    return ["simulate", str(graph), "--inputs", str(inputs), "--steps", str(STEPS), "--out", str(out),
+            "--no-progress"]
