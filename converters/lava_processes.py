@@ -5,7 +5,8 @@
     SynapseConv                    the same for a ``nir_to_lava.ConvChain``: convolutions, pools and a trailing
                                    Linear run as weight-sharing ops in one process (one step, like a Dense),
                                    so memory grows with the kernel, not with the image squared
-    LIVoltage                      LIFReset that never spikes and sends its membrane voltage v (LI, CubaLI)
+    LIFPerNeuron                   LIFReset with one du, dv and vth per neuron (heterogeneous populations)
+    LIVoltage                      LIFPerNeuron that never spikes and sends its membrane voltage v (LI, CubaLI)
     DelayLine                      out[step] = in[step - delay]: aligns branches of unequal depth
 
 Each has a float model and a bit-accurate fixed-point model. ``MODELS`` maps (process class, precision) to
@@ -139,8 +140,32 @@ class PySynapseConvFixed(_SynapseStep, _ConvStep):
         return np.floor(acc * self.scale).astype(np.int32)
 
 
-class LIVoltage(LIFReset):
-    """LIFReset that never spikes and sends its membrane voltage v each step (LI / CubaLI outputs)."""
+class LIFPerNeuron(LIFReset):
+    """LIFReset whose du, dv and vth are per-neuron Vars (Lava declares one per population), for populations
+    with heterogeneous time constants or thresholds. Its models are Lava's LIFReset models with these Vars
+    typed as arrays: their arithmetic is elementwise numpy, so it broadcasts per neuron as it stands."""
+
+    def __init__(self, *, shape, du, dv, vth, **kwargs):
+        super().__init__(shape=shape, du=du, dv=dv, vth=vth, **kwargs)
+        self.du = Var(shape=shape, init=du)
+        self.dv = Var(shape=shape, init=dv)
+        self.vth = Var(shape=shape, init=vth)
+
+
+class PyLIFPerNeuronFloat(PyLifResetModelFloat):
+    du: np.ndarray = LavaPyType(np.ndarray, float)
+    dv: np.ndarray = LavaPyType(np.ndarray, float)
+    vth: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+class PyLIFPerNeuronFixed(PyLifResetModelBitAcc):
+    du: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=12)
+    dv: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=12)
+    vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
+
+
+class LIVoltage(LIFPerNeuron):
+    """LIFPerNeuron that never spikes and sends its membrane voltage v each step (LI / CubaLI outputs)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -156,11 +181,11 @@ class _VoltageStep:
         self.v_out.send(self.v)
 
 
-class PyLIVoltageFloat(_VoltageStep, PyLifResetModelFloat):
+class PyLIVoltageFloat(_VoltageStep, PyLIFPerNeuronFloat):
     v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
 
 
-class PyLIVoltageFixed(_VoltageStep, PyLifResetModelBitAcc):
+class PyLIVoltageFixed(_VoltageStep, PyLIFPerNeuronFixed):
     v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
 
 
@@ -202,6 +227,7 @@ MODELS = {
     (SynapseDense, "float"): PySynapseDenseFloat, (SynapseDense, "fixed"): PySynapseDenseFixed,
     (SynapseSparse, "float"): PySynapseSparseFloat, (SynapseSparse, "fixed"): PySynapseSparseFixed,
     (SynapseConv, "float"): PySynapseConvFloat, (SynapseConv, "fixed"): PySynapseConvFixed,
+    (LIFPerNeuron, "float"): PyLIFPerNeuronFloat, (LIFPerNeuron, "fixed"): PyLIFPerNeuronFixed,
     (LIVoltage, "float"): PyLIVoltageFloat, (LIVoltage, "fixed"): PyLIVoltageFixed,
     (DelayLine, "float"): PyDelayLineFloat, (DelayLine, "fixed"): PyDelayLineFixed,
     (LIFReset, "float"): PyLifResetModelFloat, (LIFReset, "fixed"): PyLifResetModelBitAcc,

@@ -34,12 +34,12 @@ import nir
 import numpy as np
 
 from iemf_neuro.errors import UserError
-from iemf_neuro.models.fixed_point import BIAS_MANT_MAX, DECAY_ONE, STATE_SHIFT, VTH_MAX
+from iemf_neuro.models.fixed_point import BIAS_MANT_MAX, DECAY_ONE, STATE_SCALE, VTH_MAX
 
 from .nir_io import validate_graph
 from .nir_semantics import METADATA_KEY
 
-LAM = float(2**STATE_SHIFT)  # a_in per unit of float current: slayer's weight scale (threshold = vThMant / 64)
+LAM = float(STATE_SCALE)  # a_in per unit of float current: slayer's weight scale (threshold = vThMant / 64)
 BIAS_RANGE = (-BIAS_MANT_MAX - 1, BIAS_MANT_MAX)  # Lava LIF's signed 13-bit bias mantissa
 NEURON_TYPES = ("CUBA", "LOIHI")  # netx builds both as a Lava LIF
 SUPPORTED = "input (shape only), flatten, dense and conv layers of CUBA/LOIHI neurons"
@@ -50,8 +50,8 @@ def netx_to_nir(path: str | os.PathLike) -> nir.NIRGraph:
     """The NIR graph of the netx network in ``path`` (writes nothing); a one-line UserError for what it cannot hold.
 
     netx's reader imports Lava, which fixes multiprocessing's start method at import (and fails where the caller
-    fixed another): it runs in a child interpreter, ``python -m converters.netx_to_nir NET OUT.nir`` (a UserError goes to
-    OUT.error)."""
+    fixed another): it runs in a child interpreter, ``python -m converters.netx_to_nir NET OUT.nir`` (a UserError
+    goes to OUT.error)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} is not a file; pass a netx network (.net/.h5) written by lava-dl's export_hdf5")

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 
 from iemf_neuro.errors import UserError
 
-from .graph_cycles import adjacency, strongly_connected
-from .nir_semantics import DiscreteNeuron, discretize, graph_dt, graph_reset, is_neuron
+from .nir_graph import NODE_TYPES, CheckedGraph, check_graph, flatten_dims, type_names
+from .nir_semantics import DiscreteNeuron, graph_dt, graph_reset, is_neuron
 
 Tensor = torch.Tensor
 
@@ -59,12 +59,11 @@ def padding_arg(value, n: int):
 
 
 def _flatten(node: nir.Flatten, name: str) -> Callable[[Tensor], Tensor]:
-    """NIR's start_dim/end_dim index the node's shape *without* the batch dimension (as its type inference)."""
+    """The dimensions it flattens are read against its declared input_type (``nir_graph.flatten_dims``)."""
     in_type = node.input_type.get("input")
     if in_type is None:
         raise UserError(f"Flatten node {name!r} has no input_type; give it the shape it flattens")
-    nd = len(np.atleast_1d(in_type))
-    start, end = int(node.start_dim) % nd, int(node.end_dim) % nd
+    start, end = flatten_dims(node, len(np.atleast_1d(in_type)))
     return lambda x: torch.flatten(x, start + 1, end + 1)
 
 
@@ -101,8 +100,7 @@ def stateless_op(node: nir.NIRNode, name: str, dtype: torch.dtype,
         thr = _as_tensor(node.threshold, dtype, device)
         return lambda x: (x > thr).to(dtype)
     raise UserError(f"node {name!r} has type {type(node).__name__}, which the reference executor does not "
-                    "support; supported: Input, Output, Affine, Linear, Scale, Conv1d, Conv2d, Flatten, "
-                    "SumPool2d, AvgPool2d, Threshold, Delay, LIF, CubaLIF, IF, LI, CubaLI")
+                    f"support; supported: {type_names(tuple(NODE_TYPES))}")
 
 
 class NeuronPopulation:
@@ -152,15 +150,13 @@ def _delay(x: Tensor, steps: np.ndarray) -> Tensor:
 
 
 def _order(nodes: list[str], preds: dict[str, list[str]], skip: Callable[[str, str], bool]) -> list[str]:
-    """Kahn's topological order of ``nodes`` over edges inside ``nodes`` (minus skipped ones)."""
+    """Kahn's topological order of ``nodes`` over edges inside ``nodes`` (minus skipped ones); acyclic, as every
+    cycle passes through a neuron node (``CheckedGraph.require_neuron_in_cycles``)."""
     inside = set(nodes)
     deps = {n: {p for p in preds[n] if p in inside and not skip(p, n)} for n in nodes}
     order: list[str] = []
     while deps:
         ready = [n for n in nodes if n in deps and not deps[n]]
-        if not ready:
-            raise UserError(f"cycle through {', '.join(sorted(deps))} has no neuron node; recurrence "
-                            "must pass through a LIF/CubaLIF/IF/LI/CubaLI node")
         for n in ready:
             order.append(n)
             del deps[n]
@@ -170,27 +166,21 @@ def _order(nodes: list[str], preds: dict[str, list[str]], skip: Callable[[str, s
 
 
 class _Plan:
-    """Graph structure computed once: fan-in lists, components in topological order, cut (feedback) edges."""
+    """The run order over a checked graph's components, with its cut (feedback) edges."""
 
-    def __init__(self, graph: nir.NIRGraph):
-        self.graph = graph
+    def __init__(self, checked: CheckedGraph):
+        self.graph = graph = checked.graph
         names = list(graph.nodes)
-        self.preds, succ = adjacency(graph)
-        for n, node in graph.nodes.items():
-            if isinstance(node, nir.NIRGraph):
-                raise UserError(f"node {n!r} is a nested NIRGraph; inline it with converters.nir_io.flatten_graph (read_graph does)")
-            if isinstance(node, nir.Input) and self.preds[n]:
-                raise UserError(f"Input node {n!r} has incoming edges; inputs can only feed other nodes")
-            if not isinstance(node, nir.Input) and not self.preds[n]:
-                raise UserError(f"node {n!r} ({type(node).__name__}) has no incoming edge; connect it or remove it")
+        self.preds = checked.preds
+        checked.require_fed()
+        checked.require_neuron_in_cycles()
         self.steps: list[tuple[str, list[str]]] = []  # ("node", [name]) or ("cycle", ordered names)
-        for comp in strongly_connected(names, succ):
-            cyclic = len(comp) > 1 or comp[0] in succ[comp[0]]
-            if not cyclic:
+        for comp in checked.components:
+            if not checked.is_cyclic(comp):
                 self.steps.append(("node", comp))
                 continue
             members = set(comp)
-            bad = [n for n in comp if isinstance(graph.nodes[n], nir.Delay)]
+            bad = [n for n in comp if _runs(checked, n) == "delay"]
             if bad:
                 raise UserError(f"Delay node {bad[0]!r} lies on a cycle, which the executor does not support; "
                                 "move the delay out of the recurrent loop")
@@ -202,16 +192,16 @@ class _Plan:
         return src in members and dst in members and is_neuron(self.graph.nodes[src])
 
 
-def _check_inputs(graph: nir.NIRGraph, inputs: dict, dtype: torch.dtype) -> tuple[dict[str, Tensor], int, int]:
-    expected = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
+def _check_inputs(checked: CheckedGraph, inputs: dict, dtype: torch.dtype) -> tuple[dict[str, Tensor], int, int]:
+    expected = checked.names(nir.Input)
     missing, extra = sorted(set(expected) - set(inputs)), sorted(set(inputs) - set(expected))
     if missing or extra:
         raise UserError(f"inputs {sorted(inputs)} do not match the graph's Input nodes {sorted(expected)}; "
                         "pass one [N, T, *shape] array per Input node")
-    out, sizes = {}, set()
+    out, sizes, shapes = {}, set(), checked.unit_shapes()
     for name in expected:
         x = torch.as_tensor(np.asarray(inputs[name]) if not isinstance(inputs[name], Tensor) else inputs[name])
-        shape = tuple(int(s) for s in np.atleast_1d(graph.nodes[name].input_type["input"]))
+        shape = shapes[name]
         if x.ndim != 2 + len(shape) or tuple(x.shape[2:]) != shape:
             dims = ", ".join(map(str, shape))
             raise UserError(f"input {name!r} has shape {tuple(x.shape)}, expected [N, T, {dims}]; "
@@ -241,24 +231,32 @@ def _over_time(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     return y.reshape(T, N, *y.shape[1:])
 
 
-def run_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray | Tensor], dt: float | None = None,
+def _runs(checked: CheckedGraph, name: str) -> str:
+    """How the executor runs a node (its table entry; a type the table lacks is an op that ``stateless_op``
+    refuses)."""
+    kind = checked.kind(name)
+    return kind.run if kind else "op"
+
+
+def run_graph(graph: nir.NIRGraph | CheckedGraph, inputs: dict[str, np.ndarray | Tensor], dt: float | None = None,
               dtype: torch.dtype = torch.float64, record_voltages: bool = False) -> GraphRun:
     """Simulate ``graph`` on batch-major ``inputs[name] -> [N, T, *shape]`` (one per Input node)."""
+    checked = check_graph(graph)
+    graph = checked.graph
     dt = graph_dt(graph, dt)
     graph_reset(graph)
-    plan = _Plan(graph)
-    signals, N, T = _check_inputs(graph, inputs, dtype)  # node -> time-major [T, N, ...]
+    plan = _Plan(checked)
+    signals, N, T = _check_inputs(checked, inputs, dtype)  # node -> time-major [T, N, ...]
     spikes: dict[str, Tensor] = {}
     voltages: dict[str, Tensor] = {}
     ops: dict[str, Callable[[Tensor], Tensor]] = {}
-    neurons: dict[str, NeuronPopulation] = {}
+    neurons = {n: NeuronPopulation(p, N, dtype) for n, p in checked.neurons(dt).items()}
     for name, node in graph.nodes.items():
-        if is_neuron(node):
-            neurons[name] = NeuronPopulation(discretize(node, dt, name), N, dtype)
-        elif isinstance(node, nir.Delay):
+        run = _runs(checked, name)
+        if run == "delay":
             steps = _delay_steps(node, dt, name)
             ops[name] = lambda x, s=steps: _delay(x, s)
-        elif not isinstance(node, nir.Input):
+        elif run == "op":
             ops[name] = stateless_op(node, name, dtype)
     with torch.no_grad():
         for kind, names in plan.steps:
@@ -269,7 +267,7 @@ def run_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray | Tensor], dt: f
                 x = _summed(name, [signals[p] for p in plan.preds[name]])
                 if name in neurons:
                     signals[name] = _run_neuron(neurons[name], x, voltages if record_voltages else None, name)
-                elif isinstance(graph.nodes[name], nir.Delay):
+                elif _runs(checked, name) == "delay":
                     signals[name] = ops[name](x)
                 else:
                     signals[name] = _over_time(ops[name], x)
@@ -277,7 +275,7 @@ def run_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray | Tensor], dt: f
                 _run_cycle(plan, names, signals, ops, neurons, T, voltages if record_voltages else None)
     for name in neurons:
         spikes[name] = signals[name].transpose(0, 1)
-    outputs = {n: signals[n].transpose(0, 1) for n, node in graph.nodes.items() if isinstance(node, nir.Output)}
+    outputs = {n: signals[n].transpose(0, 1) for n in checked.names(nir.Output)}
     return GraphRun(outputs=outputs, spikes=spikes, voltages={k: v.transpose(0, 1) for k, v in voltages.items()},
                     dt=dt)
 

@@ -5,7 +5,8 @@ checks, in this order, without reading any array: the file exists and is HDF5; i
 0.x or 1.x: what nir 1.0.8's reader reads, the NIR paper's own graphs included) and a ``node`` group; every node group names a known type; no links, external or virtual storage;
 every parameter dataset is real numeric; the declared dataset sizes sum to at most ``max_elements`` (a
 gzip-compressed dataset of a few bytes can declare terabytes). Only then does ``nir.read`` load it,
-``flatten_graph`` inlines nested graphs, and ``validate_graph`` checks what a simulator relies on:
+``flatten_graph`` inlines nested graphs, and ``validate_graph`` checks what a simulator relies on (its
+``CheckedGraph``, see ``nir_graph``, is what ``read_checked`` returns):
 
 * at least one ``Input`` and one ``Output`` node, only node types the toolchain simulates;
 * finite, real parameters; a neuron's fields all of one shape; time constants > 0; a neuron node with
@@ -29,22 +30,15 @@ import numpy as np
 
 from iemf_neuro.errors import UserError
 
-from .graph_cycles import strongly_connected
+from .nir_graph import NODE_TYPES, CheckedGraph, check_graph
+from .nir_semantics import NEURON_KINDS
 
 MAX_ELEMENTS = 2**28  # default cap on the summed declared elements of every dataset (2 GiB as float64)
 MAX_ELEMENTS_ENV = "IEMF_NEURO_MAX_NIR_ELEMENTS"  # environment override of the cap
 MAX_NODES = 100_000  # node groups per file
 SUPPORTED_MAJORS = (0, 1)  # nir file format major versions read here: what nir 1.0.8's reader reads
 
-NEURON_TYPES = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI)
-SUPPORTED_TYPES = {t.__name__: t for t in (
-    nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Scale, nir.Conv1d, nir.Conv2d, nir.Flatten,
-    nir.SumPool2d, nir.AvgPool2d, nir.Threshold, nir.Delay, *NEURON_TYPES)}
-NEURON_FIELDS = {nir.LIF: ("tau", "r", "v_leak", "v_threshold", "v_reset"),
-                 nir.CubaLIF: ("tau_mem", "tau_syn", "r", "v_leak", "v_threshold", "v_reset", "w_in"),
-                 nir.IF: ("r", "v_threshold", "v_reset"),
-                 nir.LI: ("tau", "r", "v_leak"),
-                 nir.CubaLI: ("tau_mem", "tau_syn", "r", "v_leak", "w_in")}
+SUPPORTED_TYPES = {t.__name__: t for t in NODE_TYPES}
 TIME_CONSTANTS = ("tau", "tau_mem", "tau_syn")
 STRING_FIELDS = ("type", "version", "edges", "padding")  # datasets that hold text, not numbers
 NOT_PARAMETERS = ("input_type", "output_type", "metadata")
@@ -66,6 +60,12 @@ def max_elements() -> int:
 
 def read_graph(path: str | os.PathLike, limit: int | None = None) -> nir.NIRGraph:
     """Inspect ``path`` (structure, types, declared sizes), load it with nir.read, and validate it."""
+    return read_checked(path, limit).graph
+
+
+def read_checked(path: str | os.PathLike, limit: int | None = None) -> CheckedGraph:
+    """``read_graph`` with the structure its validation computed, which every later stage accepts in place
+    of the graph (so a file is read and checked once)."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist; pass a .nir file written by nir.write (e.g. `iemf-neuro export`)")
@@ -82,9 +82,7 @@ def read_graph(path: str | os.PathLike, limit: int | None = None) -> nir.NIRGrap
     except Exception as exc:  # noqa: BLE001 - nir raises anything on a foreign file; all mean "unreadable"
         raise UserError(f"{path} is not a readable NIR graph ({type(exc).__name__}: {_first_line(exc)}); "
                         "re-export it with nir 1.x") from exc
-    graph = flatten_graph(graph)
-    validate_graph(graph, cap, where=str(path))
-    return graph
+    return validate_graph(flatten_graph(graph), cap, where=str(path))
 
 
 def flatten_graph(graph: nir.NIRGraph) -> nir.NIRGraph:
@@ -223,8 +221,9 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else "no details"
 
 
-def validate_graph(graph: nir.NIRGraph, limit: int | None = None, where: str = "NIR graph") -> None:
-    """Raise UserError when ``graph`` is something no simulator here can run (see the module docstring)."""
+def validate_graph(graph: nir.NIRGraph, limit: int | None = None, where: str = "NIR graph") -> CheckedGraph:
+    """Raise UserError when ``graph`` is something no simulator here can run (see the module docstring);
+    else return its structure, which every later stage accepts in place of the graph."""
     cap = max_elements() if limit is None else limit
     if not isinstance(graph, nir.NIRGraph):
         raise UserError(f"{where}: top level is a {type(graph).__name__}, not a NIRGraph; wrap it in nir.NIRGraph")
@@ -245,9 +244,12 @@ def validate_graph(graph: nir.NIRGraph, limit: int | None = None, where: str = "
         if not any(isinstance(n, kind) for n in graph.nodes.values()):
             raise UserError(f"{where}: the graph has no {kind.__name__} node; add nir.{kind.__name__} nodes for "
                             "the data it takes and gives")
-    edges = _check_edges(graph, where)
-    _broadcast_scalar_neurons(graph, _check_sizes(graph, edges, where))
-    _check_cycles(graph, edges, where)
+    _check_edges(graph, where)
+    checked = check_graph(graph)
+    _check_sizes(checked, where)
+    _broadcast_scalar_neurons(checked)
+    checked.require_neuron_in_cycles(where)
+    return checked
 
 
 def _check_parameters(node: nir.NIRNode, name: str, where: str) -> int:
@@ -267,7 +269,7 @@ def _check_parameters(node: nir.NIRNode, name: str, where: str) -> int:
             raise UserError(f"{where}: node {name!r} field {key} has NaN/inf values; export finite parameters")
         arrays[key] = arr
         count += arr.size
-    fields = NEURON_FIELDS.get(type(node))
+    fields = NEURON_KINDS[type(node)].fields if type(node) in NEURON_KINDS else ()
     if fields:
         shapes = {k: arrays[k].shape for k in fields if k in arrays}
         missing = [k for k in fields if k not in arrays]
@@ -295,8 +297,8 @@ def _check_parameters(node: nir.NIRNode, name: str, where: str) -> int:
     return count
 
 
-def _check_edges(graph: nir.NIRGraph, where: str) -> list[tuple[str, str]]:
-    edges, seen = [], set()
+def _check_edges(graph: nir.NIRGraph, where: str) -> None:
+    seen = set()
     for edge in graph.edges:
         if not (isinstance(edge, (tuple, list)) and len(edge) == 2 and all(isinstance(e, str) for e in edge)):
             raise UserError(f"{where}: edge {edge!r} is not a (source, target) pair of node names")
@@ -312,135 +314,32 @@ def _check_edges(graph: nir.NIRGraph, where: str) -> list[tuple[str, str]]:
         if isinstance(graph.nodes[src], nir.Output):
             raise UserError(f"{where}: edge ({src!r}, {dst!r}) leaves an Output node; Outputs end the graph")
         seen.add((src, dst))
-        edges.append((src, dst))
-    return edges
 
 
-def _shape_of(value) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    arr = np.atleast_1d(np.asarray(value))
-    if arr.dtype.kind not in "iu" or np.any(arr < 0):
-        return None
-    return tuple(int(v) for v in arr)
+def _check_sizes(checked: CheckedGraph, where: str) -> None:
+    """Every output shape is non-empty, and along every edge the source's size equals what the target takes."""
+    for name, node in checked.nodes.items():
+        shape = checked.shapes.get(name)
+        if shape is not None and min(shape, default=1) < 1:
+            raise UserError(f"{where}: {type(node).__name__} {name!r} has an empty output shape {shape}; fix its "
+                            "declared shape or its kernel, stride, padding and dilation")
+    for name, node in checked.nodes.items():
+        need = checked.takes(name)
+        for src in checked.preds[name]:
+            have = checked.shapes.get(src)
+            if need is not None and have is not None and math.prod(have) != need:
+                raise UserError(f"{where}: edge ({src!r}, {name!r}) carries {math.prod(have)} values "
+                                f"(shape {have}) but {type(node).__name__} {name!r} takes {need}; fix the "
+                                "weight or neuron shapes so neighbouring sizes agree")
 
 
-def _io_shape(node: nir.NIRNode, attr: str, key: str) -> tuple[int, ...] | None:
-    types = getattr(node, attr, None)
-    return _shape_of(types.get(key)) if isinstance(types, dict) else None
-
-
-def _pairs(value, n: int) -> tuple[int, ...] | None:
-    arr = np.atleast_1d(np.asarray(value))
-    if arr.dtype.kind not in "iu":
-        return None
-    arr = np.repeat(arr, n) if arr.size == 1 else arr
-    return tuple(int(v) for v in arr) if arr.size == n else None
-
-
-def _window_out(size: tuple[int, ...], kernel, stride, padding, dilation=1) -> tuple[int, ...] | None:
-    """Output spatial shape: floor((n + 2p - d(k-1) - 1)/s) + 1 per dimension ('same' keeps n)."""
-    n = len(size)
-    padding = padding.decode() if isinstance(padding, bytes) else padding
-    if isinstance(padding, np.ndarray) and padding.dtype.kind in "SUO":
-        padding = str(padding.item()) if padding.ndim == 0 else None
-    if isinstance(padding, str):
-        if padding == "same":
-            return size
-        padding = 0 if padding == "valid" else None
-    k, s, p, d = (_pairs(v, n) if v is not None else None for v in (kernel, stride, padding, dilation))
-    if None in (k, s, p, d) or min(s) < 1:
-        return None
-    return tuple((a + 2 * pi - di * (ki - 1) - 1) // si + 1 for a, ki, si, pi, di in zip(size, k, s, p, d))
-
-
-def _node_in_out(node: nir.NIRNode, in_shape: tuple[int, ...] | None):
-    """(the input size the node needs or None, its output shape or None) given its input's shape."""
-    if isinstance(node, nir.Input):
-        shape = _io_shape(node, "input_type", "input")
-        return None, shape
-    if isinstance(node, nir.Output):
-        shape = _io_shape(node, "output_type", "output")
-        return (math.prod(shape) if shape else None), shape or in_shape
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        rows, cols = np.asarray(node.weight).shape
-        return cols, (rows,)
-    if isinstance(node, NEURON_TYPES):
-        shape = np.asarray(node.r).shape
-        if math.prod(shape) == 1 and in_shape is not None:  # scalar parameters: one per incoming value
-            return None, in_shape
-        return math.prod(shape), shape
-    if isinstance(node, nir.Scale):
-        shape = np.asarray(node.scale).shape
-        return (math.prod(shape), shape) if shape else (None, in_shape)
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        weight = np.asarray(node.weight)
-        c_in = weight.shape[1] * int(np.asarray(node.groups).reshape(-1)[0])
-        spatial = _shape_of(getattr(node, "input_shape", None))
-        if spatial is None and in_shape is not None and len(in_shape) == weight.ndim - 1:
-            spatial = in_shape[1:]
-        if spatial is None or len(spatial) != weight.ndim - 2:
-            return None, None
-        out = _window_out(spatial, weight.shape[2:], node.stride, node.padding, node.dilation)
-        return c_in * math.prod(spatial), (weight.shape[0], *out) if out else None
-    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        if in_shape is None or len(in_shape) != 3:
-            return None, None
-        out = _window_out(in_shape[1:], node.kernel_size, node.stride, node.padding)
-        return None, (in_shape[0], *out) if out else None
-    if isinstance(node, nir.Flatten):
-        return None, (math.prod(in_shape),) if in_shape is not None else None
-    return None, in_shape  # Delay, Threshold: elementwise
-
-
-def _check_sizes(graph: nir.NIRGraph, edges: list[tuple[str, str]], where: str) -> dict[str, tuple[int, ...] | None]:
-    """Propagate output shapes from the Input nodes; every edge's source size must equal the target's input.
-    Returns each node's output shape (None where it cannot be known)."""
-    incoming: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in edges:
-        incoming[dst].append(src)
-    out: dict[str, tuple[int, ...] | None] = {}
-    for _ in range(len(graph.nodes) + 1):
-        changed = False
-        for name, node in graph.nodes.items():
-            known = [out[s] for s in incoming[name] if out.get(s) is not None]
-            need, shape = _node_in_out(node, known[0] if known else None)
-            if shape is not None and min(shape, default=1) < 1:
-                raise UserError(f"{where}: {type(node).__name__} {name!r} has an empty output shape {shape}; fix its "
-                                "declared shape or its kernel, stride, padding and dilation")
-            for src in incoming[name]:
-                have = out.get(src)
-                if need is not None and have is not None and math.prod(have) != need:
-                    raise UserError(f"{where}: edge ({src!r}, {name!r}) carries {math.prod(have)} values "
-                                    f"(shape {have}) but {type(node).__name__} {name!r} takes {need}; fix the "
-                                    "weight or neuron shapes so neighbouring sizes agree")
-            if shape is not None and out.get(name) != shape:
-                out[name], changed = shape, True
-        if not changed:
-            break
-    return out
-
-
-def _broadcast_scalar_neurons(graph: nir.NIRGraph, shapes: dict[str, tuple[int, ...] | None]) -> None:
+def _broadcast_scalar_neurons(checked: CheckedGraph) -> None:
     """A neuron node whose parameters are single values (Sinabs' and Norse's default export) means one neuron per
     incoming value: give it full arrays of its input's shape, in place, so every simulator sees a population."""
-    for name, node in graph.nodes.items():
-        shape = shapes.get(name)
-        if isinstance(node, NEURON_TYPES) and np.asarray(node.r).size == 1 and shape and math.prod(shape) > 1:
-            for key in NEURON_FIELDS[type(node)]:
+    for name in checked.neuron_names:
+        node, shape = checked.nodes[name], checked.shapes.get(name)
+        if np.asarray(node.r).size == 1 and shape and math.prod(shape) > 1:
+            for key in NEURON_KINDS[type(node)].fields:
                 value = getattr(node, key, None)
                 if value is not None:
                     setattr(node, key, np.full(shape, np.asarray(value, dtype=np.float64).reshape(-1)[0]))
-
-
-def _check_cycles(graph: nir.NIRGraph, edges: list[tuple[str, str]], where: str) -> None:
-    """Every cycle must pass through a neuron node (its state carries step t-1), so with the edges that leave
-    neuron nodes removed the graph must be acyclic."""
-    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in edges:
-        if not isinstance(graph.nodes[src], NEURON_TYPES):
-            succ[src].append(dst)
-    for component in strongly_connected(list(graph.nodes), succ):
-        if len(component) > 1 or component[0] in succ[component[0]]:
-            raise UserError(f"{where}: cycle through {sorted(component)} contains no neuron node, so a "
-                            "step would depend on itself; route the loop through a LIF/CubaLIF node")

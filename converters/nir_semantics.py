@@ -34,10 +34,25 @@ import numpy as np
 
 from iemf_neuro.errors import UserError
 
-NEURON_TYPES = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI)
-KINDS = {nir.LIF: "lif", nir.CubaLIF: "cuba", nir.IF: "if", nir.LI: "li", nir.CubaLI: "cubali"}
 METADATA_KEY = "iemf_neuro"  # graph metadata entry holding our JSON record (see docs/nir.md)
 RESETS = ("zero",)  # v <- v_reset in the step of the spike; the only rule NIR's equations describe
+
+
+@dataclass(frozen=True)
+class NeuronKind:
+    """A NIR neuron type as discretised here: its kind name and the fields it must carry."""
+
+    kind: str
+    fields: tuple[str, ...]
+
+
+NEURON_KINDS = {nir.LIF: NeuronKind("lif", ("tau", "r", "v_leak", "v_threshold", "v_reset")),
+                nir.CubaLIF: NeuronKind("cuba", ("tau_mem", "tau_syn", "r", "v_leak", "v_threshold", "v_reset",
+                                                  "w_in")),
+                nir.IF: NeuronKind("if", ("r", "v_threshold", "v_reset")),
+                nir.LI: NeuronKind("li", ("tau", "r", "v_leak")),
+                nir.CubaLI: NeuronKind("cubali", ("tau_mem", "tau_syn", "r", "v_leak", "w_in"))}
+NEURON_TYPES = tuple(NEURON_KINDS)
 
 
 @dataclass(frozen=True)
@@ -114,7 +129,7 @@ def discretize(node: nir.NIRNode, dt: float, name: str = "node") -> DiscreteNeur
     if len(shapes) != 1:
         raise UserError(f"{what}: parameters have different shapes {sorted(shapes)}; give every parameter "
                         "one value per neuron")
-    return DiscreteNeuron(KINDS[type(node)], alpha, beta, in_gain, leak, threshold, v_reset)
+    return DiscreteNeuron(NEURON_KINDS[type(node)].kind, alpha, beta, in_gain, leak, threshold, v_reset)
 
 
 def graph_metadata(graph: nir.NIRGraph) -> dict[str, Any]:

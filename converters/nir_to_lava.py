@@ -19,10 +19,12 @@ processes graph step t of sample k at Lava step ``k*T + t + lat + 1`` (Lava coun
                                            "an edge leaving a neuron inside its cycle carries step t-1".
 
 ``build_network`` creates the processes: ``LIFReset`` (state zeroed at the start of each sample window,
-reset_interval = T, reset_offset = lat + 1), ``LIVoltage`` for non-spiking neurons (LIFReset that never
-spikes and sends v), ``SynapseDense``/``SynapseSparse`` (Dense/Sparse that add the bias each step, and on
-recurrent edges drop the value in flight at the window start), ``SynapseConv`` (the same for a ``ConvChain``,
-all its ops in one process, so one step) and ``DelayLine``, all in ``lava_processes``.
+reset_interval = T, reset_offset = lat + 1) for populations whose neurons share du, dv and vth,
+``LIFPerNeuron`` (the same with one du, dv, vth per neuron) for heterogeneous ones, ``LIVoltage`` for
+non-spiking neurons (LIFPerNeuron that never spikes and sends v), ``SynapseDense``/``SynapseSparse``
+(Dense/Sparse that add the bias each step, and on recurrent edges drop the value in flight at the window
+start), ``SynapseConv`` (the same for a ``ConvChain``, all its ops in one process, so one step) and
+``DelayLine``, all in ``lava_processes``.
 Windows of consecutive samples abut, so samples stream back to back in one run with no gap steps.
 """
 
@@ -38,14 +40,15 @@ import torch
 import torch.nn.functional as F
 
 from iemf_neuro.errors import UserError
+from iemf_neuro.models.fixed_point import MESSAGE_BITS, WEIGHT_BITS
 
-from .graph_cycles import adjacency, strongly_connected
 from .nir_executor import int_tuple, padding_arg, stateless_op
-from .nir_semantics import DiscreteNeuron, discretize, graph_dt, graph_reset, is_neuron
+from .nir_graph import NODE_TYPES, CheckedGraph, check_graph, strongly_connected, type_names, types_with
+from .nir_semantics import DiscreteNeuron, graph_dt, graph_reset
 
-SYNAPTIC_TYPES = (nir.Affine, nir.Linear, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Flatten, nir.Scale)
-WEIGHT_SHARING_TYPES = (nir.Conv2d, nir.SumPool2d, nir.AvgPool2d)  # chains with one of these stay ConvChains
-ELEMENTWISE_TYPES = (nir.Flatten, nir.Scale)  # chains of only these are diagonal matrices
+SYNAPTIC_TYPES = types_with("lava", "weighted", "weight-sharing", "elementwise")
+WEIGHT_SHARING_TYPES = types_with("lava", "weight-sharing")  # chains with one of these stay ConvChains
+ELEMENTWISE_TYPES = types_with("lava", "elementwise")  # chains of only these are diagonal matrices
 DENSE_MAX_DENSITY = 0.25  # sparser projections become Lava Sparse
 BASIS_CHUNK = 512  # basis vectors pushed through a synaptic chain at once when composing it
 
@@ -162,84 +165,50 @@ class LavaPlan:
         return max(u.latency for u in self.units.values())
 
 
-def _input_shape(node: nir.Input, name: str) -> tuple[int, ...]:
-    shape = node.input_type.get("input") if isinstance(node.input_type, dict) else None
-    if shape is None:
-        raise UserError(f"Input node {name!r} has no input_type; give it its input shape")
-    return tuple(int(s) for s in np.atleast_1d(shape))
-
-
 def _check_node(name: str, node: nir.NIRNode) -> None:
-    if isinstance(node, nir.NIRGraph):
-        raise UserError(f"node {name!r} is a nested NIRGraph; inline it with converters.nir_io.flatten_graph (read_graph does)")
-    if isinstance(node, nir.Delay):
-        raise UserError(f"Delay node {name!r}: Lava's Dense and LIF have no per-synapse axonal delay here; "
-                        "remove the Delay node or fold it into the data")
-    if isinstance(node, nir.Threshold):
-        raise UserError(f"Threshold node {name!r}: a stateless threshold has no Lava neuron equivalent; "
-                        "use an IF/LIF node instead")
-    if not (isinstance(node, (nir.Input, nir.Output) + SYNAPTIC_TYPES) or is_neuron(node)):
+    kind = NODE_TYPES.get(type(node))
+    if kind is not None and kind.lava_refusal:
+        raise UserError(f"{type(node).__name__} node {name!r}: {kind.lava_refusal}")
+    if kind is None or kind.lava is None:
+        supported = types_with("lava", "unit", "output", "weighted", "weight-sharing", "elementwise")
         raise UserError(f"node {name!r} has type {type(node).__name__}, which the Lava builder does not support; "
-                        "supported: Input, Output, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, "
-                        "LIF, CubaLIF, IF, LI, CubaLI")
-
-
-def _scalar(values: np.ndarray, name: str, what: str) -> float:
-    flat = np.asarray(values, dtype=np.float64).ravel()
-    if flat.size and not np.all(flat == flat[0]):
-        raise UserError(f"neuron node {name!r}: {what} differs between neurons, but a Lava LIF process takes one "
-                        f"{what} per population; give the node one value or split it into one node per value")
-    return float(flat[0])
+                        f"supported: {type_names(supported)}")
 
 
 def _check_neuron(name: str, p: DiscreteNeuron) -> None:
-    _scalar(p.alpha, name, "current decay (tau_syn)")
-    _scalar(p.beta, name, "membrane decay (tau)")
-    if p.spiking:
-        _scalar(p.threshold, name, "threshold")
-        if np.any(p.v_reset != 0):
-            raise UserError(f"neuron node {name!r} resets to v_reset != 0, but Lava's LIF resets to 0; "
-                            "export with v_reset = 0")
+    if p.spiking and np.any(p.v_reset != 0):
+        raise UserError(f"neuron node {name!r} resets to v_reset != 0, but Lava's LIF resets to 0; "
+                        "export with v_reset = 0")
 
 
 class _Graph:
-    """Fan-in lists, node output shapes and chain evaluation over a (flat) NIR graph."""
+    """Unit shapes and chain evaluation over a checked graph: Input nodes and neurons are units, every other
+    node takes its shape from the graph's propagated shapes."""
 
-    def __init__(self, graph: nir.NIRGraph, dt: float):
-        self.graph = graph
-        self.preds = adjacency(graph)[0]
-        for name, node in graph.nodes.items():
+    def __init__(self, checked: CheckedGraph, dt: float):
+        self.graph = checked.graph
+        self.preds = checked.preds
+        for name, node in self.graph.nodes.items():
             _check_node(name, node)
-        self.neurons = {n: discretize(node, dt, n) for n, node in graph.nodes.items() if is_neuron(node)}
+        checked.require_fed()
+        checked.require_neuron_in_cycles()
+        self.neurons = checked.neurons(dt)
         for name, params in self.neurons.items():
             _check_neuron(name, params)
-        self.ops = {n: stateless_op(node, n, torch.float64) for n, node in graph.nodes.items()
+        self.ops = {n: stateless_op(node, n, torch.float64) for n, node in self.graph.nodes.items()
                     if isinstance(node, SYNAPTIC_TYPES + (nir.Output,))}
-        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._shapes = {**checked.shapes, **checked.unit_shapes(), **{n: p.shape for n, p in self.neurons.items()}}
 
     def is_unit(self, name: str) -> bool:
-        return name in self.neurons or isinstance(self.graph.nodes[name], nir.Input)
+        return NODE_TYPES[type(self.graph.nodes[name])].lava == "unit"
 
-    def shape(self, name: str, stack: tuple[str, ...] = ()) -> tuple[int, ...]:
-        """Output shape of a node (units: their own shape; synaptic nodes: pushed from their inputs)."""
-        if name in self._shapes:
-            return self._shapes[name]
-        node = self.graph.nodes[name]
-        if isinstance(node, nir.Input):
-            shape = _input_shape(node, name)
-        elif name in self.neurons:
-            shape = self.neurons[name].shape
-        else:
-            if name in stack:
-                raise UserError(f"cycle through {name!r} has no neuron node; recurrence must pass through a "
-                                "LIF/CubaLIF/IF/LI/CubaLI node")
-            if not self.preds[name]:
-                raise UserError(f"node {name!r} ({type(node).__name__}) has no incoming edge; connect it or "
-                                "remove it")
-            in_shape = self.shape(self.preds[name][0], stack + (name,))
-            with torch.no_grad():
-                shape = tuple(self.ops[name](torch.zeros(1, *in_shape, dtype=torch.float64)).shape[1:])
-        self._shapes[name] = shape
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Output shape of a node (units: their own shape; synaptic nodes: propagated from their inputs)."""
+        shape = self._shapes[name]
+        if shape is None:
+            raise UserError(f"node {name!r} ({type(self.graph.nodes[name]).__name__}) gets no shape from the "
+                            "Input nodes (sizes that do not fit its kernel or weights); read the graph with "
+                            "read_graph to see why")
         return shape
 
     def paths(self, dst: str) -> list[tuple[str, list[str]]]:
@@ -364,21 +333,21 @@ def _latencies(units: dict[str, Unit], projections: list[Projection]) -> None:
         p.delay = 0 if p.recurrent else units[p.dst].latency - units[p.src].latency - 1
 
 
-def plan_graph(graph: nir.NIRGraph, dt: float | None = None) -> LavaPlan:
+def plan_graph(graph: nir.NIRGraph | CheckedGraph, dt: float | None = None) -> LavaPlan:
     """Reduce ``graph`` to units, composed projections and latencies (see the module docstring)."""
-    if not isinstance(graph, nir.NIRGraph):
+    if not isinstance(graph, (nir.NIRGraph, CheckedGraph)):
         raise UserError(f"expected a nir.NIRGraph, got {type(graph).__name__}; read the file with nir.read")
+    checked = check_graph(graph)
+    graph = checked.graph
     dt = graph_dt(graph, dt)
     graph_reset(graph)
-    g = _Graph(graph, dt)
+    g = _Graph(checked, dt)
     units = {n: Unit(n, g.shape(n), g.neurons.get(n)) for n in graph.nodes if g.is_unit(n)}
     if not any(u.neuron is None for u in units.values()):
         raise UserError("the graph has no Input node; add one Input node per input array")
     projections: list[Projection] = []
     for dst, unit in units.items():
         if unit.neuron is None:
-            if g.preds[dst]:
-                raise UserError(f"Input node {dst!r} has incoming edges; inputs can only feed other nodes")
             continue
         chains: dict[str, list[list[str]]] = {}
         for src, chain in g.paths(dst):
@@ -398,8 +367,6 @@ def plan_graph(graph: nir.NIRGraph, dt: float | None = None) -> LavaPlan:
                 for chain in paths[1:]:
                     w = w + g.matrix(chain, units[src].size, src_shape)
             merged[src] = w
-        if not merged:
-            raise UserError(f"neuron node {dst!r} has no incoming edge; connect it or remove it")
         bias = sum(g.bias(p) for p in g.preds[dst]).reshape(-1).numpy()
         for i, (src, w) in enumerate(merged.items()):
             b = bias if (i == 0 and bias is not None and np.any(bias != 0)) else None
@@ -427,7 +394,7 @@ class LavaNetwork:
     plan: LavaPlan
     input_ports: dict[str, list[Any]]  # Input node -> the InPorts its source must feed
     spike_ports: dict[str, Any]  # neuron node -> s_out (spiking) or v_out (non-spiking)
-    neurons: dict[str, Any]  # neuron node -> its LIFReset / LIVoltage process
+    neurons: dict[str, Any]  # neuron node -> its LIFReset / LIFPerNeuron / LIVoltage process
     processes: list[Any]  # every process built here
 
     def model_map(self) -> dict[Any, Any]:
@@ -440,17 +407,29 @@ class LavaNetwork:
         return out
 
 
+PER_NEURON = ("du", "dv", "vth")  # what Lava's LIFReset holds once per population
+
+
 def neuron_params(unit: Unit, precision: str, quant: Any = None) -> dict[str, Any]:
-    """Lava LIF parameters: du = 1 - alpha, dv = 1 - beta, vth = threshold, bias_mant = leak (float);
-    the quantised integers for fixed point."""
+    """Lava LIF parameters, one per neuron: du = 1 - alpha, dv = 1 - beta, vth = threshold, bias_mant = leak
+    (float); the quantised integers for fixed point."""
     p = unit.neuron
     if precision == "fixed":
         q = quant.layers[unit.name]
         return dict(du=q.du, dv=q.dv, vth=q.vth, bias_mant=q.bias_mant, bias_exp=q.bias_exp)
-    alpha, beta = float(np.ravel(p.alpha)[0]), float(np.ravel(p.beta)[0])
-    vth = float(np.ravel(p.threshold)[0]) if p.spiking else np.inf
-    return dict(du=1.0 - alpha if p.has_current else 1.0, dv=1.0 - beta, vth=vth,
-                bias_mant=np.broadcast_to(p.leak, unit.shape).reshape(-1).astype(np.float64), bias_exp=0)
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(a, unit.shape).reshape(-1).astype(np.float64)
+
+    return dict(du=1.0 - flat(p.alpha), dv=1.0 - flat(p.beta),
+                vth=flat(p.threshold) if p.spiking else np.full(unit.size, np.inf), bias_mant=flat(p.leak), bias_exp=0)
+
+
+def shared_params(params: dict[str, Any]) -> dict[str, Any] | None:
+    """``params`` with du, dv and vth as one value each when all neurons share them (Lava's LIFReset), else None."""
+    if not all(np.all(params[k] == params[k][0]) for k in PER_NEURON):
+        return None
+    return {**params, **{k: params[k][0].item() for k in PER_NEURON}}
 
 
 def build_network(plan: LavaPlan, steps: int, precision: str = "float", quant: Any = None) -> LavaNetwork:
@@ -468,14 +447,15 @@ def build_network(plan: LavaPlan, steps: int, precision: str = "float", quant: A
     neurons: dict[str, Any] = {}
     spike_ports: dict[str, Any] = {}
     for name, unit in plan.neurons.items():
-        kwargs = dict(shape=(unit.size,), reset_interval=steps, reset_offset=unit.reset_offset % steps,
-                      name=name, **neuron_params(unit, precision, quant))
-        if unit.neuron.spiking:
-            proc = lava.LIFReset(**kwargs)
-            spike_ports[name] = proc.s_out
-        else:
-            proc = lava.LIVoltage(**kwargs)
+        kwargs = dict(shape=(unit.size,), reset_interval=steps, reset_offset=unit.reset_offset % steps, name=name)
+        params = neuron_params(unit, precision, quant)
+        shared = shared_params(params)
+        if not unit.neuron.spiking:
+            proc = lava.LIVoltage(**kwargs, **params)
             spike_ports[name] = proc.v_out
+        else:
+            proc = lava.LIFPerNeuron(**kwargs, **params) if shared is None else lava.LIFReset(**kwargs, **shared)
+            spike_ports[name] = proc.s_out
         neurons[name] = proc
         processes.append(proc)
     input_ports: dict[str, list[Any]] = {n: [] for n in plan.inputs}
@@ -487,7 +467,7 @@ def build_network(plan: LavaPlan, steps: int, precision: str = "float", quant: A
             q = quant.projections[i]
             from lava.utils.weightutils import SignMode
             weight, bias, exp, extra = q.weight, q.bias, q.weight_exp, dict(
-                weight_exp=q.weight_exp, num_weight_bits=8, sign_mode=SignMode[q.sign_mode])
+                weight_exp=q.weight_exp, num_weight_bits=WEIGHT_BITS, sign_mode=SignMode[q.sign_mode])
         else:
             weight, bias, exp, extra = proj.weight, proj.bias, 0, {}
             bias = np.zeros(dst.size) if bias is None else bias
@@ -498,7 +478,7 @@ def build_network(plan: LavaPlan, steps: int, precision: str = "float", quant: A
             syn = lava.SynapseConv(chain=weight, weight_exp=exp, **common)
         else:
             cls = lava.SynapseSparse if sp.issparse(weight) else lava.SynapseDense
-            syn = cls(weights=weight, num_message_bits=24 if graded else 0, **common, **extra)
+            syn = cls(weights=weight, num_message_bits=MESSAGE_BITS if graded else 0, **common, **extra)
         processes.append(syn)
         entry = syn.s_in
         if proj.delay > 0:

@@ -21,6 +21,8 @@ they are used as they are: the fixed-point network is the one that was trained.
 A power-of-two fusion gain folded into a projection's weights lands entirely in that projection's exponent.
 A convolutional projection (``ConvChain``) quantises its one weighted op's kernel the same way; its sum pools
 keep integers integers, so the mantissas are shared exactly as Loihi shares a convolution's weights.
+Decays and threshold mantissas are per neuron (a heterogeneous population: 12-bit decays of each neuron's own
+alpha, beta, and its threshold at the layer's shared ``lam``); ``lam`` bounds the largest threshold.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ import scipy.sparse as sp
 import torch
 
 from iemf_neuro.errors import UserError
-from iemf_neuro.models.fixed_point import (A_IN_MAX, BIAS_MANT_MAX, DECAY_ONE, PAYLOAD_MAX, UV_MAX, VTH_MAX,
-                                           FixedPointSpec, decay_ints, input_scale, loihi_lif, mantissa,
+from iemf_neuro.models.fixed_point import (A_IN_MAX, BIAS_MANT_MAX, DECAY_ONE, PAYLOAD_MAX, STATE_SCALE, UV_MAX,
+                                           VTH_MAX, FixedPointSpec, decay_ints, input_scale, loihi_lif, mantissa,
                                            mantissa_range, pow2_floor, range_exponent, shift, threshold_int)
 
 from .nir_semantics import METADATA_KEY
@@ -79,9 +81,9 @@ class ProjectionQuant:
 @dataclass
 class LayerQuant:
     lam: float  # a_in units per unit float current
-    du: int
-    dv: int
-    vth: int
+    du: np.ndarray  # int32 per neuron
+    dv: np.ndarray
+    vth: np.ndarray
     bias_mant: np.ndarray  # leak per step, v units (lam * 64 per unit)
     bias_exp: int
     errors: dict[str, float] = field(default_factory=dict)
@@ -100,12 +102,18 @@ class QuantizedPlan:
         out: dict[str, dict[str, Any]] = {}
         for name, q in self.layers.items():
             projs = [(p, pq) for p, pq in zip(plan.projections, self.projections) if p.dst == name]
-            out[name] = {"method": self.method, "lam": q.lam, "vth": q.vth, "du": q.du, "dv": q.dv, **q.errors,
+            out[name] = {"method": self.method, "lam": q.lam, "vth": _one_or_all(q.vth), "du": _one_or_all(q.du),
+                         "dv": _one_or_all(q.dv), **q.errors,
                          "calibration_spike_agreement": q.spike_agreement,
                          "projections": {p.src: {"weight_exp": pq.weight_exp, "sign_mode": pq.sign_mode,
                                                  "weight_rel_error": pq.weight_rel_error, "clipped": pq.clipped}
                                          for p, pq in projs}}
         return out
+
+
+def _one_or_all(values: np.ndarray) -> int | list[int]:
+    """A per-neuron integer for the report: one value when the neurons share it."""
+    return int(values[0]) if np.all(values == values[0]) else values.tolist()
 
 
 @dataclass
@@ -215,16 +223,16 @@ def _range_lam(plan: LavaPlan, name: str, source_range: dict[str, float]) -> flo
     worst = float(max(pos.max(initial=0), neg.max(initial=0))) or 1.0
     limits = [A_IN_MAX / worst]
     if p.spiking:
-        theta = float(np.ravel(p.threshold)[0])
+        theta = float(np.min(p.threshold))
         if theta <= 0:
             raise UserError(f"neuron node {name!r} has threshold {theta} <= 0, which Loihi's unsigned vth "
                             "cannot hold; use a positive threshold or precision='float'")
-        limits.append(VTH_MAX / theta)
+        limits.append(VTH_MAX / float(np.max(p.threshold)))
     else:
-        alpha = float(np.ravel(p.alpha)[0]) if p.has_current else 0.0
-        beta = float(np.ravel(p.beta)[0])
+        alpha = float(np.max(p.alpha)) if p.has_current else 0.0
+        beta = float(np.max(p.beta))
         span = worst / max(1e-12, (1 - alpha)) / max(1e-12, (1 - beta)) if beta < 1 else worst * 1e3
-        limits.append(UV_MAX / 64 / span)
+        limits.append(UV_MAX / STATE_SCALE / span)
     return pow2_floor(min(limits))
 
 
@@ -233,7 +241,14 @@ def _sigma(plan: LavaPlan, src: str, qin: dict[str, InputQuant], layers: dict[st
     neuron = plan.units[src].neuron
     if neuron is None:
         return qin[src].scale
-    return 1.0 if neuron.spiking else 64 * layers[src].lam
+    return 1.0 if neuron.spiking else STATE_SCALE * layers[src].lam
+
+
+def _per_value(fn, *values: np.ndarray) -> np.ndarray:
+    """int32 ``fn(*v)`` for each neuron's values ``v``, evaluated once per distinct ``v`` (a uniform population:
+    once)."""
+    distinct, inverse = np.unique(np.stack(values, axis=1), axis=0, return_inverse=True)
+    return np.array([fn(*v) for v in distinct.tolist()], np.int32)[inverse.ravel()]
 
 
 def _quantize_layer(plan: LavaPlan, name: str, lam: float, exps: dict[int, int | None], qin: dict[str, InputQuant],
@@ -241,19 +256,20 @@ def _quantize_layer(plan: LavaPlan, name: str, lam: float, exps: dict[int, int |
     """The integers of one layer at scale ``lam`` and the given projection exponents (None: by range)."""
     unit = plan.units[name]
     p = unit.neuron
-    alpha = float(np.ravel(p.alpha)[0]) if p.has_current else None
-    beta = float(np.ravel(p.beta)[0])
-    theta = float(np.ravel(p.threshold)[0]) if p.spiking else None
-    du, dv = decay_ints(alpha, beta)
-    vth = threshold_int(theta, lam) if theta is not None else VTH_MAX
-    leak = np.broadcast_to(p.leak, unit.shape).reshape(-1) * lam * 64
+    alpha, beta, leak, theta = (np.broadcast_to(a, unit.shape).reshape(-1).astype(np.float64)
+                                for a in (p.alpha, p.beta, p.leak, p.threshold if p.spiking else np.inf))
+    du, dv = _per_value(lambda a, b: decay_ints(a if p.has_current else None, b), alpha, beta).T
+    vth = _per_value(lambda t: threshold_int(t, lam), theta) if p.spiking else np.full(unit.size, VTH_MAX, np.int32)
+    leak = leak * lam * STATE_SCALE
     lmax = float(np.max(np.abs(leak))) if leak.size else 0.0
     bias_exp = int(np.clip(math.ceil(math.log2(lmax / BIAS_MANT_MAX)), 0, 7)) if lmax > 0 else 0
     bias_mant = np.clip(np.round(leak / 2**bias_exp), -BIAS_MANT_MAX - 1, BIAS_MANT_MAX).astype(np.int32)
-    errors = {"alpha_error": abs((DECAY_ONE - du - 1) / DECAY_ONE - alpha) if alpha is not None else 0.0,
-              "beta_error": abs((DECAY_ONE - dv) / DECAY_ONE - beta),
-              "threshold_rel_error": abs(vth / lam - theta) / theta if theta is not None else 0.0,
-              "leak_max_error": float(np.max(np.abs(bias_mant * 2**bias_exp - leak), initial=0) / (lam * 64))}
+    errors = {"alpha_error": float(np.max(np.abs((DECAY_ONE - du - 1) / DECAY_ONE - alpha))) if p.has_current
+              else 0.0,
+              "beta_error": float(np.max(np.abs((DECAY_ONE - dv) / DECAY_ONE - beta))),
+              "threshold_rel_error": float(np.max(np.abs(vth / lam - theta) / theta)) if p.spiking else 0.0,
+              "leak_max_error": float(np.max(np.abs(bias_mant * 2**bias_exp - leak), initial=0)
+                                      / (lam * STATE_SCALE))}
     bias_err, projections = 0.0, {}
     for i, exp in exps.items():
         pr = plan.projections[i]
@@ -299,11 +315,17 @@ def _a_in(plan: LavaPlan, name: str, projections: dict[int, ProjectionQuant],
 
 def _run_layer(plan: LavaPlan, name: str, q: LayerQuant, projections: dict[int, ProjectionQuant],
                payloads: dict[str, np.ndarray]) -> np.ndarray:
-    """Spikes (or, non-spiking, v) [T, N, size] of one layer in fixed point."""
+    """Spikes (or, non-spiking, v) [T, N, size] of one layer in fixed point: ``loihi_lif`` once per group of
+    neurons sharing du, dv and vth (one group unless the population is heterogeneous)."""
     bias = torch.from_numpy((q.bias_mant.astype(np.float64) * 2.0**q.bias_exp))
     spiking = plan.units[name].neuron.spiking
-    spikes, volts = loihi_lif(_a_in(plan, name, projections, payloads), q.du, q.dv, q.vth, bias, spiking)
-    return (spikes if spiking else volts).numpy()
+    a_in = _a_in(plan, name, projections, payloads)
+    profiles, group = np.unique(np.stack([q.du, q.dv, q.vth], axis=1), axis=0, return_inverse=True)
+    for g, (du, dv, vth) in enumerate(profiles.tolist()):
+        idx = torch.from_numpy(np.flatnonzero(group.ravel() == g)) if len(profiles) > 1 else slice(None)
+        spikes, volts = loihi_lif(a_in[..., idx], du, dv, vth, bias[idx], spiking)
+        a_in[..., idx] = spikes if spiking else volts  # groups are disjoint: a_in becomes the layer's output
+    return a_in.numpy()
 
 
 def _tuned(plan: LavaPlan, name: str, calibration: Calibration | None) -> bool:

@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 import nir
 import numpy as np
 
+from converters.nir_graph import NEURON_TYPES, CheckedGraph, check_graph, flatten_shape, type_names, types_with
 from iemf_neuro.errors import UserError
 
-NEURON_TYPES = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI)
-IDENTITY_TYPES = (nir.Scale, nir.Delay, nir.Threshold, nir.Flatten)
+IDENTITY_TYPES = types_with("count", "identity")  # keep connectivity: no mask of their own
 BRANCHES = ("audio", "visual", "fusion")
 MATERIALIZE_LIMIT = 200_000_000  # elements of a dense connection mask we are willing to build
 CHUNK_ELEMENTS = 20_000_000  # float32 elements of received-event buffers per chunk
@@ -213,7 +213,7 @@ def op_factors(node: nir.NIRNode, name: str, in_shape: tuple[int, ...]) -> list[
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
         return _pool_factors(node, name, in_shape)
     raise UserError(f"node {name!r} has type {type(node).__name__}, which energy counting does not support; "
-                    "supported: Affine, Linear, Scale, Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten, Delay")
+                    f"supported: {type_names(types_with('count', 'connection', 'identity'))}")
 
 
 def _bool_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -247,15 +247,9 @@ def compose(current: list[np.ndarray] | None, nxt: list[np.ndarray], what: str) 
     return [_bool_matmul(_dense(nxt, what), _dense(current, what))]
 
 
-def _flatten_shape(node: nir.Flatten, shape: tuple[int, ...]) -> tuple[int, ...]:
-    nd = len(shape)
-    start, end = int(node.start_dim) % nd, int(node.end_dim) % nd
-    return shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:]
-
-
 def _out_shape(node: nir.NIRNode, shape: tuple[int, ...], factors: list[np.ndarray] | None) -> tuple[int, ...]:
     if isinstance(node, nir.Flatten):
-        return _flatten_shape(node, shape)
+        return flatten_shape(node, shape)
     if factors is None:
         return shape
     return tuple(f.shape[0] for f in factors)
@@ -270,15 +264,11 @@ def _counts_of(factors: list[np.ndarray] | None, size: int, axis: int) -> np.nda
     return out
 
 
-def synaptic_paths(graph: nir.NIRGraph, shapes: dict[str, tuple[int, ...]]) -> list[SynapticPath]:
+def synaptic_paths(graph: nir.NIRGraph | CheckedGraph, shapes: dict[str, tuple[int, ...]]) -> list[SynapticPath]:
     """Every source -> target neuron path with its folded connectivity. ``shapes``: per-sample source shapes."""
-    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        for end in (src, dst):
-            if end not in graph.nodes:
-                raise UserError(f"edge ({src!r}, {dst!r}) names a node that is not in the graph; fix the graph "
-                                "(nested subgraphs are not supported)")
-        succ[src].append(dst)
+    checked = check_graph(graph)
+    checked.require_neuron_in_cycles()
+    graph, succ = checked.graph, checked.succ
     paths: list[SynapticPath] = []
     for source in graph.nodes:
         node = graph.nodes[source]
@@ -298,8 +288,6 @@ def synaptic_paths(graph: nir.NIRGraph, shapes: dict[str, tuple[int, ...]]) -> l
                 continue
             if isinstance(node, (nir.Output, nir.Input)):
                 continue
-            if name in between:
-                raise UserError(f"node {name!r} is on a cycle without a neuron; every loop needs a neuron node")
             step = op_factors(node, name, cur_shape)
             what = f"path {source!r} -> {name!r}"
             new = factors if step is None else compose(factors, step, what)
@@ -321,13 +309,12 @@ def _node_ann_ops(node: nir.NIRNode, out_shape: tuple[int, ...]) -> AnnOps:
     return AnnOps(0, 0, 0)
 
 
-def ann_ops(graph: nir.NIRGraph, shapes: dict[str, tuple[int, ...]]) -> dict[str, AnnOps]:
+def ann_ops(graph: nir.NIRGraph | CheckedGraph, shapes: dict[str, tuple[int, ...]]) -> dict[str, AnnOps]:
     """The equivalent ANN's ops per neuron layer, node by node (each node counted once, for the first neuron
     node it reaches); ``shapes``: per-sample shapes of the Input and neuron nodes."""
-    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        succ[src].append(dst)
-    totals = {n: AnnOps(0, 0, 0) for n, node in graph.nodes.items() if isinstance(node, NEURON_TYPES)}
+    checked = check_graph(graph)
+    graph, succ = checked.graph, checked.succ
+    totals = {n: AnnOps(0, 0, 0) for n in checked.neuron_names}
     seen: set[str] = set()
     for source in graph.nodes:
         if not isinstance(graph.nodes[source], (nir.Input, *NEURON_TYPES)):
@@ -350,27 +337,17 @@ def ann_ops(graph: nir.NIRGraph, shapes: dict[str, tuple[int, ...]]) -> dict[str
     return totals
 
 
-def node_shapes(graph: nir.NIRGraph) -> dict[str, tuple[int, ...]]:
+def node_shapes(graph: nir.NIRGraph | CheckedGraph) -> dict[str, tuple[int, ...]]:
     """Per-sample shapes of the Input nodes (their input_type) and neuron nodes (their parameters' shape)."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for name, node in graph.nodes.items():
-        if isinstance(node, nir.Input):
-            shape = node.input_type.get("input")
-            if shape is None:
-                raise UserError(f"Input node {name!r} has no shape; give it input_type (e.g. np.array([1, 32, 32]))")
-            shapes[name] = tuple(int(v) for v in np.atleast_1d(shape))
-        elif isinstance(node, NEURON_TYPES):
-            param = next(getattr(node, a) for a in ("tau", "tau_mem", "r") if hasattr(node, a))
-            shapes[name] = tuple(np.asarray(param).shape)
-    return shapes
+    return check_graph(graph).unit_shapes()
 
 
-def fan_in(graph: nir.NIRGraph) -> dict[str, np.ndarray]:
+def fan_in(graph: nir.NIRGraph | CheckedGraph) -> dict[str, np.ndarray]:
     """Synapses into each neuron of each neuron layer (flat, row-major), from the graph alone."""
-    shapes = node_shapes(graph)
-    out = {n: np.zeros(int(np.prod(s)), dtype=np.int64) for n, s in shapes.items()
-           if isinstance(graph.nodes[n], NEURON_TYPES)}
-    for p in synaptic_paths(graph, shapes):
+    checked = check_graph(graph)
+    shapes = checked.unit_shapes()
+    out = {n: np.zeros(int(np.prod(shapes[n])), dtype=np.int64) for n in checked.neuron_names}
+    for p in synaptic_paths(checked, shapes):
         out[p.target] += p.fanin
     return out
 
@@ -397,11 +374,13 @@ def _active(incoming: list[SynapticPath], arrays: dict[str, np.ndarray], n_sampl
     return active
 
 
-def count_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], spikes: dict[str, np.ndarray],
+def count_graph(graph: nir.NIRGraph | CheckedGraph, inputs: dict[str, np.ndarray], spikes: dict[str, np.ndarray],
                 source: str = "given arrays") -> GraphCounts:
     """Count a run of ``graph``: ``inputs`` per Input node and ``spikes`` per neuron node, each ``[N, T, *shape]``."""
-    neurons = [n for n, node in graph.nodes.items() if isinstance(node, NEURON_TYPES)]
-    input_names = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
+    checked = check_graph(graph)
+    graph = checked.graph
+    neurons = checked.neuron_names
+    input_names = checked.names(nir.Input)
     arrays: dict[str, np.ndarray] = {}
     for kind, names, given in (("input", input_names, inputs), ("spike", neurons, spikes)):
         for name in names:
@@ -417,7 +396,7 @@ def count_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], spikes: dict
                         "arrays from one run")
     (n_samples, n_steps), = lead
     shapes = {n: tuple(a.shape[2:]) for n, a in arrays.items()}
-    paths = synaptic_paths(graph, shapes)
+    paths = synaptic_paths(checked, shapes)
     branches = branch_of(neurons)
     binary = {n: _is_binary(a) for n, a in arrays.items()}
     layers: dict[str, LayerCounts] = {}
@@ -442,7 +421,7 @@ def count_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], spikes: dict
             max_fan_in=int(fanin.max()) if size else 0, sources=[p.source for p in incoming],
             spikes=_nonzero_per_step(arrays[name]), acs=acs, macs=macs, active=active)
     return GraphCounts(layers=layers, inputs={n: _nonzero_per_step(arrays[n]) for n in input_names},
-                       samples=n_samples, time_steps=n_steps, source=source, ann=ann_ops(graph, shapes))
+                       samples=n_samples, time_steps=n_steps, source=source, ann=ann_ops(checked, shapes))
 
 
 @dataclass
@@ -513,9 +492,8 @@ def neurobench_counts(graph: nir.NIRGraph, inputs: dict[str, np.ndarray],
     import torch
     from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
 
-    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        succ[src].append(dst)
+    checked = check_graph(graph)
+    graph, succ = checked.graph, checked.succ
     arrays = {**inputs, **spikes}
     n_samples = next(iter(arrays.values())).shape[0]
     hooks: dict[str, list[_NeuroBenchHook]] = {}

@@ -34,7 +34,7 @@ import numpy as np
 from converters.nir_to_lava import LavaPlan, plan_graph
 from converters.quantize import Calibration, quantize_inputs, quantize_plan
 from iemf_neuro.errors import UserError
-from iemf_neuro.models.fixed_point import STATE_SHIFT
+from iemf_neuro.models.fixed_point import STATE_SCALE
 from iemf_neuro.progress import progress as progress_bar
 
 PRECISIONS = ("float", "fixed")
@@ -204,7 +204,7 @@ def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision
             if unit.neuron.spiking:
                 spikes[name] = rec
             else:
-                scale = 1.0 if quant is None else 2.0**STATE_SHIFT * quant.layers[name].lam
+                scale = 1.0 if quant is None else STATE_SCALE * quant.layers[name].lam
                 voltages[name] = rec.astype(np.float64) / scale
     finally:
         with _deferred_signals():

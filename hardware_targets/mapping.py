@@ -42,7 +42,9 @@ from dataclasses import dataclass, field
 import nir
 import numpy as np
 
-from .counting import NEURON_TYPES, GraphCounts, SynapticPath, node_shapes, synaptic_paths
+from converters.nir_graph import CheckedGraph, check_graph
+
+from .counting import GraphCounts, SynapticPath, synaptic_paths
 from .targets import Target
 
 LIMITS = ("neurons", "input axons", "synaptic memory bits", "output axons")
@@ -348,14 +350,14 @@ def _split_for_fan_out(layers: dict[str, _Layer], splits: dict[str, Split], path
     return splits
 
 
-def map_graph(graph: nir.NIRGraph, target: Target, counts: GraphCounts | None = None) -> Mapping:
+def map_graph(graph: nir.NIRGraph | CheckedGraph, target: Target, counts: GraphCounts | None = None) -> Mapping:
     """Cores per layer and chips under ``target``'s per-core limits; balanced on ``counts`` when given."""
     if target.model != "neuromorphic":
         return Mapping(target=target.name, applicable=False)
-    shapes = node_shapes(graph)
-    paths = synaptic_paths(graph, shapes)
-    names = [n for n, node in graph.nodes.items() if isinstance(node, NEURON_TYPES)]
-    layers = {n: _Layer(n, shapes[n], [p for p in paths if p.target == n], target) for n in names}
+    checked = check_graph(graph)
+    shapes = checked.unit_shapes()
+    paths = synaptic_paths(checked, shapes)
+    layers = {n: _Layer(n, shapes[n], [p for p in paths if p.target == n], target) for n in checked.neuron_names}
     caps, pow2 = _caps(target), target.partitioner == "power-of-two"
     broken = {n: _single_neuron_violations(layer, caps) for n, layer in layers.items()}
     splits = {n: split_layer(layer, target, ignore=frozenset(broken[n]))[0] for n, layer in layers.items()}

@@ -146,17 +146,15 @@ def train_and_convert(out: Path, changes: ConfigChanges, options: PipelineOption
         request = SimulationRequest(precision, "test", options.limit, timeout_s=options.timeout_s)
         return lambda: simulate_run(run_dir, request, progress=options.progress)
 
-    def fine_tune() -> None:
-        qat = quant_aware_config(config, str(out / "checkpoints" / "best.pt"), options.qat_epochs)
-        train(fixed_dir, qat, resume=(fixed_dir / "checkpoints" / "last.pt").is_file(), progress=options.progress)
-
     sim = {"split": "test", "limit": options.limit}
     fixed_outputs = tuple(str((fixed_dir / f).relative_to(out)) for f in ("sim_fixed.json", "sim_fixed.npz"))
     stages = [Stage("train", config.to_dict(), ("test_metrics.json", "checkpoints/best.pt"),
                     lambda: train(out, config, resume=resuming, progress=options.progress))]
-    if options.qat_epochs:
-        stages.append(Stage("qat", {"epochs": options.qat_epochs}, ("qat/test_metrics.json", "qat/checkpoints/best.pt"),
-                            fine_tune, restart=("qat",)))
+    if options.qat_epochs:  # its key holds the whole fine-tuning recipe: a changed recipe restarts it
+        qat = quant_aware_config(config, str(out / "checkpoints" / "best.pt"), options.qat_epochs)
+        stages.append(Stage("qat", qat.to_dict()["train"], ("qat/test_metrics.json", "qat/checkpoints/best.pt"),
+                            lambda: train(fixed_dir, qat, resume=(fixed_dir / "checkpoints" / "last.pt").is_file(),
+                                          progress=options.progress), restart=("qat",)))
     stages += [
         Stage("export", {}, tuple(str((d / "model.nir").relative_to(out)) for d in exported),
               lambda: [export_run(d) for d in exported]),

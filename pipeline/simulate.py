@@ -179,8 +179,7 @@ def simulate_file(graph_path: Path, inputs_path: Path, steps: int, out: Path, pr
     meta = {"graph": str(graph_path), "precision": precision, "steps": result.steps,
             "latency": result.latency, "spike_counts": counts, "quantization": result.quantization,
             "provenance": provenance({"graph": str(graph_path), "precision": precision, "dt": dt})}
-    arrays = {**result.outputs, **{f"count/{n}": s.sum(axis=(1, 2) if s.ndim > 2 else 1)
-                                   for n, s in result.spikes.items()},
+    arrays = {**result.outputs, **{f"count/{n}": s.reshape(len(s), -1).sum(axis=1) for n, s in result.spikes.items()},
               "meta": np.array(json.dumps(meta, default=str))}
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as fh:

@@ -20,8 +20,7 @@ def requested_config(run_dir: Path, changes: ConfigChanges, resume: bool | None)
     if recorded is None:
         if resume:
             raise UserError(f"nothing to resume in {run_dir} (no checkpoints/last.pt); drop --resume to start it")
-        return get_run_config(changes.name or DEFAULT_CONFIG, changes.method, changes.epochs, changes.seed,
-                              list(changes.overrides)), False
+        return new_config(changes), False
     if resume is False:
         raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     requested = changes.apply(recorded)
@@ -40,8 +39,13 @@ def train_run(run_dir: str | Path, changes: ConfigChanges, resume: bool | None =
     return train(run_dir, config, resume=resuming, device=device, progress=progress)
 
 
+def new_config(changes: ConfigChanges) -> RunConfig:
+    """The config of a new run: the named one (default avdigits-mlp) with the changes applied."""
+    return get_run_config(changes.name or DEFAULT_CONFIG, changes.method, changes.epochs, changes.seed,
+                          list(changes.overrides))
+
+
 def default_run_dir(changes: ConfigChanges) -> Path:
     """runs/CONFIG-METHOD-sSEED of a new run with these changes."""
-    config = get_run_config(changes.name or DEFAULT_CONFIG, changes.method, changes.epochs, changes.seed,
-                            list(changes.overrides))
+    config = new_config(changes)
     return Path("runs") / f"{config.name}-{config.train.method}-s{config.train.seed}"

@@ -50,6 +50,19 @@ def test_cosine_schedule_and_method_windows():
     assert TrainConfig(method="plain").uses_aux_loss is False and TrainConfig().uses_aux_loss is True
 
 
+def test_cremad_follows_the_iemf_reference_recipe():
+    """SGD 5e-3 (momentum 0.9), weight decay 5e-4, batch 32, x0.1 from epoch 70 of 100; IEMF on epochs 60-99 and
+    OGM-GE (when chosen) on 0-50, as in the IEMF reference code for CREMA-D."""
+    t = get_run_config("cremad-resnet18").train
+    assert (t.optimizer, t.lr, t.weight_decay, t.batch_size, t.epochs) == ("sgd", 5e-3, 5e-4, 32, 100)
+    assert [t.lr_at(e) for e in (0, 69, 70, 99)] == [5e-3, 5e-3, 5e-3 * 0.1, 5e-3 * 0.1]
+    assert [t.iemf_active(e) for e in (59, 60, 99)] == [False, True, True]
+    ogm = get_run_config("cremad-resnet18", method="ogm-ge+iemf").train
+    assert [ogm.ogm_active(e) for e in (0, 50, 51)] == [True, True, False]
+    with pytest.raises(UserError, match="unknown lr_schedule 'linear'"):
+        TrainConfig(lr_schedule="linear")
+
+
 def test_cremad_trains_with_a_validation_split_held_out_of_train(tmp_path):
     import numpy as np
     from PIL import Image

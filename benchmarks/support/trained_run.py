@@ -37,7 +37,8 @@ def trained_run(config_name: str = "avdigits-mlp", seed: int = 0) -> Path:
 def quant_aware_run(config_name: str = "avdigits-mlp", seed: int = 0, epochs: int | None = None) -> Path:
     """RUN_DIR of ``trained_run(config_name, seed)`` fine-tuned ``epochs`` (default ``QAT_EPOCHS``) epochs
     through its fixed-point forward (``quant_aware_config``), cached beside it like the float run; the name
-    carries a hash of the recipe (every training key but the checkpoint path), so a changed recipe retrains."""
+    carries a hash of the recipe (every training key but the checkpoint and the seed), so a changed recipe
+    retrains."""
     from dataclasses import asdict
 
     from iemf_neuro.provenance import config_hash
@@ -47,6 +48,6 @@ def quant_aware_run(config_name: str = "avdigits-mlp", seed: int = 0, epochs: in
     epochs = QAT_EPOCHS if epochs is None else epochs
     parent = trained_run(config_name, seed)
     config = quant_aware_config(get_run_config(config_name, seed=seed), checkpoint_paths(parent)["best"], epochs)
-    recipe = config_hash({k: v for k, v in asdict(config.train).items() if k != "init_from"})[:8]
+    recipe = config_hash({k: v for k, v in asdict(config.train).items() if k not in ("init_from", "seed")})[:8]
     return cached_training(RUNS / f"bench-{config_name}-s{seed}-qat{epochs}-{recipe}", config,
                            f"{parent.name} fine-tuned in fixed point for {epochs} epochs")

@@ -42,7 +42,10 @@ UV_MAX = 2**23 - 1  # 24-bit u, v
 DECAY_ONE = 4096  # 12-bit decays
 BIAS_MANT_MAX = 2**12 - 1  # 13-bit signed bias mantissa
 STATE_SHIFT = 6  # a_in and vth are shifted left by 6 bits into the 24-bit state
+STATE_SCALE = 2**STATE_SHIFT  # state units per a_in / vth unit
 INPUT_BITS = 8  # graded-spike payload of direct-encoded inputs (signed)
+WEIGHT_BITS = 8  # synaptic weight mantissa (Lava Dense num_weight_bits; with the sign mode's step, 254/255)
+MESSAGE_BITS = 24  # graded spike payload between layers (Lava num_message_bits)
 PAYLOAD_MAX = 2 ** (INPUT_BITS - 1) - 1
 INPUT_RANGE = 1.0  # |x| bound of direct-encoded inputs the trained fixed point assumes (features in [0, 1])
 
@@ -95,7 +98,7 @@ def threshold_int(theta: float, lam: float) -> int:
 def loihi_lif(a_in: torch.Tensor, du: int, dv: int, vth: int, bias: torch.Tensor | float = 0.0,
               spiking: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """a_in [T, ...] (integers) -> (spikes, v before reset) [T, ...], state zero at t = 0 (module docstring)."""
-    a_in = a_in.double() * 2**STATE_SHIFT
+    a_in = a_in.double() * STATE_SCALE
     if du == DECAY_ONE - 1:  # no current state: u[t] = a_in[t] << 6, every step at once
         currents = _wrap(a_in)
     u = v = torch.zeros_like(a_in[0])
@@ -103,7 +106,7 @@ def loihi_lif(a_in: torch.Tensor, du: int, dv: int, vth: int, bias: torch.Tensor
     for t in range(a_in.shape[0]):
         u = currents[t] if du == DECAY_ONE - 1 else _wrap(torch.trunc(u * (DECAY_ONE - du - 1) / DECAY_ONE) + a_in[t])
         v = torch.clamp(torch.trunc(v * (DECAY_ONE - dv) / DECAY_ONE) + u + bias, -UV_MAX, UV_MAX)
-        s = v > vth * 2**STATE_SHIFT if spiking else torch.zeros_like(v, dtype=torch.bool)
+        s = v > vth * STATE_SCALE if spiking else torch.zeros_like(v, dtype=torch.bool)
         volts.append(v)
         spikes.append(s.to(a_in.dtype))
         v = v * ~s
@@ -153,7 +156,7 @@ class FixedLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, current, a_in, lam, dv, vth):
         spikes, volts = loihi_lif(a_in, DECAY_ONE - 1, dv, vth)
-        ctx.save_for_backward((volts / (lam * 2**STATE_SHIFT)).to(current.dtype), spikes.to(current.dtype))
+        ctx.save_for_backward((volts / (lam * STATE_SCALE)).to(current.dtype), spikes.to(current.dtype))
         ctx.beta, ctx.threshold = (DECAY_ONE - dv) / DECAY_ONE, vth / lam
         return spikes.to(current.dtype)
 

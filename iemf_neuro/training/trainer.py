@@ -12,7 +12,10 @@ backward, ``iemf`` rescales the fusion layer's gradients (see ``iemf.py``), ``og
 With ``quant_aware`` the network runs, in training and evaluation alike, through its exact Loihi fixed-point
 forward (``models/fixed_point.py``: integer weights, decays, thresholds and membranes, gradients straight
 through the rounding), so best.pt is chosen on, and test_metrics.json reports, the network Lava runs in
-fixed point; ``init_from`` starts it from a float training's checkpoint (fine-tuning).
+fixed point; ``init_from`` starts it from a float training's checkpoint (fine-tuning). ``distill_weight`` adds
+``w KL(softmax(teacher counts) || softmax(counts))``, the teacher a frozen float copy of the ``init_from``
+network, and best.pt then maximises validation agreement with the teacher (then accuracy), the starting network
+included: the deployed fixed-point network should predict what the float one predicts.
 
 Multi-process training (``torchrun``; gloo on CPU, nccl on CUDA) wraps the model in DDP; the batch scores
 behind the IEMF/OGM-GE coefficients are summed over all ranks so every rank applies the same coefficient,
@@ -36,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from iemf_neuro.errors import UserError
-from iemf_neuro.models import IEMFNet, build_model, encode_inputs, neuron_kernels
+from iemf_neuro.models import IEMFNet, ModelConfig, build_model, encode_inputs, neuron_kernels
 from iemf_neuro.models.fixed_point import network_layers
 from iemf_neuro.progress import progress as progress_bar
 from iemf_neuro.provenance import provenance, write_json_atomic, write_text_atomic
@@ -144,8 +147,8 @@ def distillation_loss(counts: torch.Tensor, teacher_counts: torch.Tensor) -> tor
 
 
 @torch.no_grad()
-def prediction_agreement(net: IEMFNet, teacher: IEMFNet, model_config, data: Batches, batch_size: int,
-                         seed: int) -> float:
+def prediction_agreement(net: IEMFNet, teacher: IEMFNet, model_config: ModelConfig, data: Batches,
+                         batch_size: int, seed: int) -> float:
     """Share of ``data``'s samples on which ``net`` predicts what ``teacher`` predicts (same encoded inputs)."""
     was_training = net.training
     net.eval()
