@@ -315,17 +315,12 @@ def _a_in(plan: LavaPlan, name: str, projections: dict[int, ProjectionQuant],
 
 def _run_layer(plan: LavaPlan, name: str, q: LayerQuant, projections: dict[int, ProjectionQuant],
                payloads: dict[str, np.ndarray]) -> np.ndarray:
-    """Spikes (or, non-spiking, v) [T, N, size] of one layer in fixed point: ``loihi_lif`` once per group of
-    neurons sharing du, dv and vth (one group unless the population is heterogeneous)."""
+    """Spikes (or, non-spiking, v) [T, N, size] of one layer in fixed point (per-neuron du, dv and vth)."""
+    per_neuron = [torch.from_numpy(x.astype(np.float64)) for x in (q.du, q.dv, q.vth)]
     bias = torch.from_numpy((q.bias_mant.astype(np.float64) * 2.0**q.bias_exp))
     spiking = plan.units[name].neuron.spiking
-    a_in = _a_in(plan, name, projections, payloads)
-    profiles, group = np.unique(np.stack([q.du, q.dv, q.vth], axis=1), axis=0, return_inverse=True)
-    for g, (du, dv, vth) in enumerate(profiles.tolist()):
-        idx = torch.from_numpy(np.flatnonzero(group.ravel() == g)) if len(profiles) > 1 else slice(None)
-        spikes, volts = loihi_lif(a_in[..., idx], du, dv, vth, bias[idx], spiking)
-        a_in[..., idx] = spikes if spiking else volts  # groups are disjoint: a_in becomes the layer's output
-    return a_in.numpy()
+    spikes, volts = loihi_lif(_a_in(plan, name, projections, payloads), *per_neuron, bias, spiking)
+    return (spikes if spiking else volts).numpy()
 
 
 def _tuned(plan: LavaPlan, name: str, calibration: Calibration | None) -> bool:

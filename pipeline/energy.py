@@ -29,6 +29,8 @@ from iemf_neuro.provenance import provenance
 from iemf_neuro.training.checkpoint import load_run
 from iemf_neuro.training.data import load_dataset
 
+from .simulate import batch_major
+
 
 @dataclass
 class RunCounts:
@@ -75,10 +77,8 @@ def executor_run(run_dir: Path, graph: nir.NIRGraph, samples: int | None) -> tup
     split = load_dataset(loaded.config, "test", {})
     n = len(split.labels) if samples is None else min(samples, len(split.labels))
     generator = torch.Generator().manual_seed(loaded.train_config.seed)
-    audio, visual = encode_inputs(loaded.model_config, torch.as_tensor(split.audio[:n]),
-                                  torch.as_tensor(split.image[:n]), generator)
-    inputs = {"audio": audio.transpose(0, 1).contiguous().numpy(),  # own memory, not a view of the split
-              "visual": visual.transpose(0, 1).contiguous().numpy()}
+    inputs = batch_major(*encode_inputs(loaded.model_config, torch.as_tensor(split.audio[:n]),
+                                        torch.as_tensor(split.image[:n]), generator))
     result = run_graph(graph, inputs)
     return inputs, {k: v.numpy().astype("uint8") for k, v in result.spikes.items()}
 

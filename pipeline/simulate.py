@@ -31,6 +31,7 @@ from hardware_targets.lava_sim import LavaRun, simulate_graph
 from iemf_neuro.data.corruption import Corruption
 from iemf_neuro.errors import UserError
 from iemf_neuro.models import encode_inputs
+from iemf_neuro.models.network import MODALITIES
 from iemf_neuro.models.reference import fixed_point_reference, reference_spikes
 from iemf_neuro.provenance import atomic_path, provenance, write_json_atomic
 from iemf_neuro.training.checkpoint import load_run
@@ -55,6 +56,12 @@ def snn_spikes(model, x_audio: torch.Tensor, x_visual: torch.Tensor, fixed: bool
     spikes = (fixed_point_reference(model, x_audio, x_visual) if fixed
               else reference_spikes(model, x_audio, x_visual, torch.float64))
     return {k: v.transpose(0, 1).numpy().astype(np.uint8) for k, v in spikes.items()}
+
+
+def batch_major(x_audio: torch.Tensor, x_visual: torch.Tensor) -> dict[str, np.ndarray]:
+    """Encoded time-major trains -> the Input node arrays ``[N, T, *shape]`` (float64, own memory) that Lava,
+    the reference executor and the npz files take."""
+    return {m: x.transpose(0, 1).double().contiguous().numpy() for m, x in zip(MODALITIES, (x_audio, x_visual))}
 
 
 def compare(lava: dict[str, np.ndarray], snn: dict[str, np.ndarray]) -> tuple[dict[str, int], np.ndarray]:
@@ -89,14 +96,14 @@ def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, pr
     trained_fixed = fixed and run.train_config.quant_aware
     snn = snn_spikes(run.model, x_a, x_v, fixed=trained_fixed)
     float_snn = snn_spikes(run.model, x_a, x_v) if trained_fixed else snn
-    inputs = {"audio": x_a.transpose(0, 1).double().numpy(), "visual": x_v.transpose(0, 1).double().numpy()}
+    inputs = batch_major(x_a, x_v)
     calibration = None
     if fixed and request.calibration_samples > 0 and not trained_fixed:
         train = load_dataset(config, "train", corruption)
         rows = torch.from_numpy(calibration_indices(len(train.labels), request.calibration_samples, seed))
-        c_a, c_v = encode_inputs(cfg, torch.as_tensor(train.audio)[rows], torch.as_tensor(train.image)[rows],
-                                 torch.Generator().manual_seed(seed + 1))
-        calibration = {"audio": c_a.transpose(0, 1).double().numpy(), "visual": c_v.transpose(0, 1).double().numpy()}
+        calibration = batch_major(*encode_inputs(cfg, torch.as_tensor(train.audio)[rows],
+                                                 torch.as_tensor(train.image)[rows],
+                                                 torch.Generator().manual_seed(seed + 1)))
     result = simulate_graph(graph, inputs, request.precision, timeout_s=request.timeout_s, progress=progress,
                             calibration=calibration)
     per_layer, per_sample = compare(result.spikes, snn)

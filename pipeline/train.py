@@ -6,7 +6,7 @@ from pathlib import Path
 
 from iemf_neuro.errors import UserError
 from iemf_neuro.training.checkpoint import recorded_config
-from iemf_neuro.training.config import RUN_CONFIGS, ConfigChanges, RunConfig, get_run_config
+from iemf_neuro.training.config import ConfigChanges, RunConfig, get_run_config
 from iemf_neuro.training.trainer import TrainResult, train
 
 DEFAULT_CONFIG = "avdigits-mlp"
@@ -24,9 +24,7 @@ def requested_config(run_dir: Path, changes: ConfigChanges, resume: bool | None)
     if resume is False:
         raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     requested = changes.apply(recorded)
-    if changes.name is not None:
-        if changes.name not in RUN_CONFIGS:
-            raise UserError(f"unknown config {changes.name!r}; choose one of {', '.join(RUN_CONFIGS)}")
+    if changes.name is not None:  # any other name than the recorded one is refused by continue_config
         requested = RunConfig(changes.name, requested.model, requested.train)
     return requested, True
 

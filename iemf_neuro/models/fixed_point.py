@@ -95,16 +95,18 @@ def threshold_int(theta: float, lam: float) -> int:
     return int(min(max(round(theta * lam), 0), VTH_MAX))
 
 
-def loihi_lif(a_in: torch.Tensor, du: int, dv: int, vth: int, bias: torch.Tensor | float = 0.0,
-              spiking: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """a_in [T, ...] (integers) -> (spikes, v before reset) [T, ...], state zero at t = 0 (module docstring)."""
+def loihi_lif(a_in: torch.Tensor, du: int | torch.Tensor, dv: int | torch.Tensor, vth: int | torch.Tensor,
+              bias: torch.Tensor | float = 0.0, spiking: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """a_in [T, ...] (integers) -> (spikes, v before reset) [T, ...], state zero at t = 0 (module docstring).
+    ``du``, ``dv``, ``vth``: one value, or one per neuron (broadcast over a_in's trailing dimensions)."""
     a_in = a_in.double() * STATE_SCALE
-    if du == DECAY_ONE - 1:  # no current state: u[t] = a_in[t] << 6, every step at once
+    no_current = bool(torch.all(torch.as_tensor(du) == DECAY_ONE - 1))
+    if no_current:  # u[t] = a_in[t] << 6, every step at once
         currents = _wrap(a_in)
     u = v = torch.zeros_like(a_in[0])
     spikes, volts = [], []
     for t in range(a_in.shape[0]):
-        u = currents[t] if du == DECAY_ONE - 1 else _wrap(torch.trunc(u * (DECAY_ONE - du - 1) / DECAY_ONE) + a_in[t])
+        u = currents[t] if no_current else _wrap(torch.trunc(u * (DECAY_ONE - du - 1) / DECAY_ONE) + a_in[t])
         v = torch.clamp(torch.trunc(v * (DECAY_ONE - dv) / DECAY_ONE) + u + bias, -UV_MAX, UV_MAX)
         s = v > vth * STATE_SCALE if spiking else torch.zeros_like(v, dtype=torch.bool)
         volts.append(v)
