@@ -8,6 +8,9 @@
     LIFPerNeuron                   LIFReset with one du, dv and vth per neuron (heterogeneous populations)
     LIVoltage                      LIFPerNeuron that never spikes and sends its membrane voltage v (LI, CubaLI)
     DelayLine                      out[step] = in[step - delay]: aligns branches of unequal depth
+    PyConvFloat64 / PyConvFixed    CPU models for Lava's own Conv process (the hardware-ready build): Lava's
+                                   float model computes in float32 and its fixed one ignores weight_exp,
+                                   which the chip applies; these do what the chip does, in float64 / integers
 
 Each has a float model and a bit-accurate fixed-point model. ``MODELS`` maps (process class, precision) to
 the model for these and for the Lava processes used as they are, so a build names every model and Lava
@@ -27,8 +30,10 @@ from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
-from lava.proc.dense.models import PyDenseModelBitAcc, PyDenseModelFloat
-from lava.proc.dense.process import Dense
+from lava.proc.conv.process import Conv
+from lava.proc.dense.models import (PyDelayDenseModelBitAcc, PyDelayDenseModelFloat, PyDenseModelBitAcc,
+                                    PyDenseModelFloat)
+from lava.proc.dense.process import DelayDense, Dense
 from lava.proc.lif.models import PyLifResetModelBitAcc, PyLifResetModelFloat
 from lava.proc.lif.process import LIFReset
 from lava.proc.sparse.models import PySparseModelBitAcc, PySparseModelFloat
@@ -223,6 +228,65 @@ class PyDelayLineFixed(_DelayStep):
     buffer: np.ndarray = LavaPyType(np.ndarray, np.int32)
 
 
+class _LavaConvStep(PyLoihiProcessModel):
+    """Lava's Conv: sends the buffered value, then buffers the convolution of s_in [W, H, C] with the kernel
+    [C_out, kw, kh, C_in / groups], which Lava flips spatially (a convolution, not a correlation)."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        torch.set_num_threads(1)
+
+    def run_spk(self):
+        self.a_out.send(self.a_buf)
+        s_in = self.s_in.recv()
+        if not s_in.any():
+            self.a_buf = np.zeros(self.a_buf.shape, dtype=self.a_buf.dtype)
+            return
+        x = torch.from_numpy(np.asarray(s_in, dtype=np.float64).transpose(2, 1, 0))[None]
+        w = torch.from_numpy(np.ascontiguousarray(self.weight[:, ::-1, ::-1].transpose(0, 3, 2, 1), dtype=np.float64))
+        acc = torch.nn.functional.conv2d(x, w, None, tuple(self.stride[::-1]), tuple(self.padding[::-1]),
+                                         tuple(self.dilation[::-1]), int(self.groups[0]))[0].numpy().transpose(2, 1, 0)
+        self.a_buf = self.accumulated(acc)
+
+
+class _ConvVars:
+    kernel_size: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
+    stride: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
+    padding: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
+    dilation: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
+    groups: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
+    num_message_bits: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=5)
+    weight_exp: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+    num_weight_bits: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=5)
+
+
+@implements(proc=Conv, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyConvFloat64(_ConvVars, _LavaConvStep):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    a_buf: np.ndarray = LavaPyType(np.ndarray, float)
+    weight: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def accumulated(self, acc):
+        return acc
+
+
+@implements(proc=Conv, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyConvFixed(_ConvVars, _LavaConvStep):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    a_buf: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    weight: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+
+    def accumulated(self, acc):
+        """Integer sums (exact in float64), shifted by weight_exp as Dense's bit-accurate model does."""
+        return np.floor(acc * 2.0 ** int(self.weight_exp[0])).astype(np.int32)
+
+
 MODELS = {
     (SynapseDense, "float"): PySynapseDenseFloat, (SynapseDense, "fixed"): PySynapseDenseFixed,
     (SynapseSparse, "float"): PySynapseSparseFloat, (SynapseSparse, "fixed"): PySynapseSparseFixed,
@@ -231,4 +295,8 @@ MODELS = {
     (LIVoltage, "float"): PyLIVoltageFloat, (LIVoltage, "fixed"): PyLIVoltageFixed,
     (DelayLine, "float"): PyDelayLineFloat, (DelayLine, "fixed"): PyDelayLineFixed,
     (LIFReset, "float"): PyLifResetModelFloat, (LIFReset, "fixed"): PyLifResetModelBitAcc,
+    (Dense, "float"): PyDenseModelFloat, (Dense, "fixed"): PyDenseModelBitAcc,
+    (Sparse, "float"): PySparseModelFloat, (Sparse, "fixed"): PySparseModelBitAcc,
+    (DelayDense, "float"): PyDelayDenseModelFloat, (DelayDense, "fixed"): PyDelayDenseModelBitAcc,
+    (Conv, "float"): PyConvFloat64, (Conv, "fixed"): PyConvFixed,
 }

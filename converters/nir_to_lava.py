@@ -249,7 +249,7 @@ class _Graph:
             with torch.no_grad():
                 diag = self.apply(chain, torch.ones(1, *in_shape, dtype=torch.float64), with_bias=False)
             if diag.numel() == n_in:
-                return _stored(sp.diags(diag.reshape(-1).numpy()).tocsr())
+                return stored_matrix(sp.diags(diag.reshape(-1).numpy()).tocsr())
         blocks = []
         with torch.no_grad():
             for start in range(0, n_in, BASIS_CHUNK):
@@ -258,7 +258,7 @@ class _Graph:
                 basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
                 out = self.apply(chain, basis.reshape(-1, *in_shape), with_bias=False)
                 blocks.append(sp.csr_matrix(out.reshape(stop - start, -1).numpy().T))
-        return _stored(sp.hstack(blocks).tocsr())
+        return stored_matrix(sp.hstack(blocks).tocsr())
 
     def conv_chain(self, chain: list[str], in_shape: tuple[int, ...], gain: float) -> ConvChain | None:
         """``chain`` (biases removed, times the target's uniform ``gain``) as weight-sharing ops, or None when
@@ -296,7 +296,7 @@ class _Graph:
         return chain_ops if factor == 1.0 else chain_ops.with_kernel(chain_ops.kernel * factor)
 
 
-def _stored(mat: sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
+def stored_matrix(mat: sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
     """Dense above ``DENSE_MAX_DENSITY``, else sparse without explicit zeros."""
     mat.eliminate_zeros()
     return mat.toarray() if mat.nnz > DENSE_MAX_DENSITY * mat.shape[0] * mat.shape[1] else mat

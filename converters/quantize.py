@@ -9,8 +9,9 @@ lava/proc/dense/models.py)::
     spike if v > vth << 6                                             vth: 17-bit mantissa
 
 Each neuron layer gets one scale ``lam`` (a power of two: float current 1.0 = ``lam`` units of ``a_in``),
-the largest for which the worst-case input fits 16-bit ``a_in`` and the threshold fits 17 bits, so that
-threshold, bias and shift truncation lose the least. A projection from a source whose payload per unit
+the largest for which the worst-case input fits 16-bit ``a_in``, the threshold fits 17 bits and every
+projection bias fits ``SYNAPSE_BIAS_MAX`` (on chip a projection's bias is the neuron's 13-bit bias mantissa,
+``converters.loihi2_ready``), so that threshold, bias and shift truncation lose the least. A projection from a source whose payload per unit
 value is ``sigma`` (1 for spikes, ``127 / max|x|`` for graded inputs, ``64 lam_src`` for voltages) needs
 the real weight ``W lam / sigma = w * 2**weight_exp``. Its exponent is, by range, the smallest whose 8-bit
 mantissa spans the largest weight; with calibration data, the one of ``e_range, e_range - 1, ...`` (clipping
@@ -39,7 +40,8 @@ import scipy.sparse as sp
 import torch
 
 from iemf_neuro.errors import UserError
-from iemf_neuro.models.fixed_point import (A_IN_MAX, BIAS_MANT_MAX, DECAY_ONE, PAYLOAD_MAX, STATE_SCALE, UV_MAX,
+from iemf_neuro.models.fixed_point import (A_IN_MAX, BIAS_MANT_MAX, DECAY_ONE, PAYLOAD_MAX, STATE_SCALE,
+                                           SYNAPSE_BIAS_MAX, UV_MAX,
                                            VTH_MAX, FixedPointSpec, decay_ints, input_scale, loihi_lif, mantissa,
                                            mantissa_range, pow2_floor, range_exponent, shift, threshold_int)
 
@@ -212,6 +214,7 @@ def _range_lam(plan: LavaPlan, name: str, source_range: dict[str, float]) -> flo
     unit = plan.units[name]
     p = unit.neuron
     pos, neg = np.zeros(unit.size), np.zeros(unit.size)
+    limits = []
     for i in _incoming(plan, name):
         pr = plan.projections[i]
         src_range = source_range.get(pr.src, 1.0)
@@ -220,8 +223,10 @@ def _range_lam(plan: LavaPlan, name: str, source_range: dict[str, float]) -> flo
         if pr.bias is not None:
             pos += np.clip(pr.bias, 0, None)
             neg += np.clip(-pr.bias, 0, None)
+            if np.any(pr.bias != 0):
+                limits.append(SYNAPSE_BIAS_MAX / float(np.max(np.abs(pr.bias))))
     worst = float(max(pos.max(initial=0), neg.max(initial=0))) or 1.0
-    limits = [A_IN_MAX / worst]
+    limits.append(A_IN_MAX / worst)
     if p.spiking:
         theta = float(np.min(p.threshold))
         if theta <= 0:
@@ -278,7 +283,7 @@ def _quantize_layer(plan: LavaPlan, name: str, lam: float, exps: dict[int, int |
         w, exp, mode = quantize_weights(target, exp)
         bias = np.zeros(unit.size, np.int32)
         if pr.bias is not None:
-            bias = np.clip(np.round(pr.bias * lam), -A_IN_MAX, A_IN_MAX).astype(np.int32)
+            bias = np.clip(np.round(pr.bias * lam), -SYNAPSE_BIAS_MAX, SYNAPSE_BIAS_MAX).astype(np.int32)
             bias_err = max(bias_err, float(np.max(np.abs(bias / lam - pr.bias))))
         approx = _values(w).astype(np.float64) * (2.0**exp * sigma / lam)
         top = mantissa_range(mode == "MIXED")[0] * 2.0**exp

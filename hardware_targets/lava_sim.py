@@ -31,6 +31,7 @@ from typing import Any, Iterator
 import nir
 import numpy as np
 
+from converters.loihi2_ready import ready_plan
 from converters.nir_to_lava import LavaPlan, plan_graph
 from converters.quantize import Calibration, quantize_inputs, quantize_plan
 from iemf_neuro.errors import UserError
@@ -38,6 +39,7 @@ from iemf_neuro.models.fixed_point import STATE_SCALE
 from iemf_neuro.progress import progress as progress_bar
 
 PRECISIONS = ("float", "fixed")
+BUILDS = ("simulation", "loihi2-ready")  # nir_to_lava.build_network, or converters.loihi2_ready
 POLL_S = 0.05
 STOP_GRACE_S = 5.0  # per stage of stopping a worker's group (SIGTERM, then SIGKILL)
 
@@ -55,6 +57,7 @@ class LavaRun:
     wall_s: float
     precision: str = "float"
     quantization: dict[str, Any] = field(default_factory=dict)  # per layer (fixed only)
+    deployment: dict[str, Any] = field(default_factory=dict)  # build, processes on chip and on the host
 
 
 def check_inputs(plan: LavaPlan, inputs: dict[str, Any]) -> tuple[dict[str, np.ndarray], int, int]:
@@ -168,15 +171,20 @@ def _run(workdir: Path, total: int, precision: str, timeout_s: float | None, pro
 
 def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision: str = "float",
                    dt: float | None = None, timeout_s: float | None = None, progress: bool = True,
-                   calibration: dict[str, np.ndarray] | None = None) -> LavaRun:
+                   calibration: dict[str, np.ndarray] | None = None, build: str = "simulation",
+                   allow_host: bool = False) -> LavaRun:
     """Simulate ``graph`` in Lava on ``inputs[name] -> [N, T, *shape]`` (one per Input node).
 
     precision: "float" (float64 models, spike-for-spike with the reference executor) or "fixed"
     (bit-accurate Loihi models on quantised parameters, see ``converters.quantize``; ``calibration``,
     inputs shaped like ``inputs``, tunes the weight exponents to the float network's spikes on them).
+    build: "simulation", or "loihi2-ready" (only processes Loihi 2 runs on chip, ``converters.loihi2_ready``;
+    ``allow_host`` keeps what has no on-chip form on host processes instead of refusing it).
     """
     if precision not in PRECISIONS:
         raise UserError(f"precision {precision!r} is not supported; choose one of {', '.join(PRECISIONS)}")
+    if build not in BUILDS:
+        raise UserError(f"build {build!r} is not supported; choose one of {', '.join(BUILDS)}")
     start = time.perf_counter()
     plan = plan_graph(graph, dt)
     data, n, steps = check_inputs(plan, inputs)
@@ -184,6 +192,7 @@ def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision
     if precision == "fixed":
         calib = None if calibration is None else Calibration.from_graph(graph, check_inputs(plan, calibration)[0])
         quant = quantize_plan(plan, data, calib)
+    ready = ready_plan(plan, precision, quant, allow_host) if build == "loihi2-ready" else None
     workdir = Path(tempfile.mkdtemp(prefix="iemf-lava-"))
     try:
         for name, x in data.items():
@@ -194,7 +203,7 @@ def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision
             np.lib.format.open_memmap(workdir / f"rec_{name}.npy", mode="w+", dtype=dtype,
                                       shape=(n, steps, unit.size)).flush()
         np.save(workdir / "progress.npy", np.zeros(1, dtype=np.int64))
-        job = {"plan": plan, "quant": quant, "n": n, "steps": steps, "precision": precision}
+        job = {"plan": plan, "quant": quant, "n": n, "steps": steps, "precision": precision, "ready": ready}
         (workdir / "job.pkl").write_bytes(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
         total = n * steps + plan.max_latency
         _run(workdir, total, precision, timeout_s, progress)
@@ -215,4 +224,5 @@ def simulate_graph(graph: nir.NIRGraph, inputs: dict[str, np.ndarray], precision
     wall = time.perf_counter() - start
     return LavaRun(outputs=outputs, spikes=spikes, voltages=voltages, steps=total, latency=plan.max_latency,
                    samples_per_s=n / wall, wall_s=wall, precision=precision,
-                   quantization=quant.report(plan) if quant else {})
+                   quantization=quant.report(plan) if quant else {},
+                   deployment=ready.summary() if ready else {"build": "simulation"})

@@ -48,6 +48,13 @@ class SimulationRequest:
     seed: int | None = None  # corruption/encoding seed (None: the run's seed)
     timeout_s: float | None = None  # Lava watchdog
     calibration_samples: int = CALIBRATION_SAMPLES  # fixed point: training samples to calibrate on (0: by range)
+    build: str = "simulation"  # simulation | loihi2-ready (only processes Loihi 2 runs on chip)
+    allow_host: bool = False  # loihi2-ready: keep parts without an on-chip form on host processes
+
+    @property
+    def stem(self) -> str:
+        """Result file stem in the run directory: sim_<precision>[_loihi2-ready]."""
+        return f"sim_{self.precision}" + ("" if self.build == "simulation" else f"_{self.build}")
 
 
 def snn_spikes(model, x_audio: torch.Tensor, x_visual: torch.Tensor, fixed: bool = False) -> dict[str, np.ndarray]:
@@ -105,7 +112,7 @@ def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, pr
                                                  torch.as_tensor(train.image)[rows],
                                                  torch.Generator().manual_seed(seed + 1)))
     result = simulate_graph(graph, inputs, request.precision, timeout_s=request.timeout_s, progress=progress,
-                            calibration=calibration)
+                            calibration=calibration, build=request.build, allow_host=request.allow_host)
     per_layer, per_sample = compare(result.spikes, snn)
     lava_pred = result.spikes["output"].sum(axis=1).argmax(axis=1)
     snn_pred = snn["output"].sum(axis=1).argmax(axis=1)
@@ -122,11 +129,11 @@ def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, pr
         "mismatches": per_layer, "mismatches_per_sample": per_sample.tolist(),
         "spike_agreement": {k: 1.0 - per_layer[k] / snn[k].size for k in per_layer},
         "float_spike_agreement": {k: float((result.spikes[k] == v).mean()) for k, v in float_snn.items()},
-        "quantization": result.quantization, "lava_steps": result.steps, "latency_steps": result.latency,
-        "timing": {"samples_per_s": result.samples_per_s, "wall_s": result.wall_s},
+        "quantization": result.quantization, "deployment": result.deployment, "lava_steps": result.steps,
+        "latency_steps": result.latency, "timing": {"samples_per_s": result.samples_per_s, "wall_s": result.wall_s},
         "provenance": provenance({"run": config.to_dict(), "simulation": request}, seed),
     }
-    stem = run_dir / f"sim_{request.precision}"
+    stem = run_dir / request.stem
     with atomic_path(stem.with_suffix(".npz")) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **inputs, **result.spikes)
@@ -176,16 +183,20 @@ def read_inputs(path: Path, steps: int) -> dict[str, np.ndarray]:
 
 
 def simulate_file(graph_path: Path, inputs_path: Path, steps: int, out: Path, precision: str = "float",
-                  dt: float | None = None, timeout_s: float | None = None, progress: bool = True) -> LavaRun:
+                  dt: float | None = None, timeout_s: float | None = None, progress: bool = True,
+                  build: str = "simulation", allow_host: bool = False) -> LavaRun:
     """Simulate any supported NIR file on ``inputs_path`` ([N, T, *shape] per Input node) into ``out`` (npz:
     the Output nodes' trains, per-sample spike counts per layer, and a JSON ``meta`` with provenance)."""
     graph = read_graph(graph_path)
     inputs = read_inputs(inputs_path, steps)
-    result = simulate_graph(graph, inputs, precision, dt=dt, timeout_s=timeout_s, progress=progress)
+    result = simulate_graph(graph, inputs, precision, dt=dt, timeout_s=timeout_s, progress=progress, build=build,
+                            allow_host=allow_host)
     counts = {name: int(s.sum()) for name, s in result.spikes.items()}
     meta = {"graph": str(graph_path), "precision": precision, "steps": result.steps,
             "latency": result.latency, "spike_counts": counts, "quantization": result.quantization,
-            "provenance": provenance({"graph": str(graph_path), "precision": precision, "dt": dt})}
+            "deployment": result.deployment,
+            "provenance": provenance({"graph": str(graph_path), "precision": precision, "dt": dt, "build": build,
+                                      "allow_host": allow_host})}
     arrays = {**result.outputs, **{f"count/{n}": s.reshape(len(s), -1).sum(axis=1) for n, s in result.spikes.items()},
               "meta": np.array(json.dumps(meta, default=str))}
     with atomic_path(out) as tmp:

@@ -81,6 +81,42 @@ def recurrent_cuba(rng: np.random.Generator) -> nir.NIRGraph:
         metadata={"dt": 1.0})
 
 
+def lif(n: int, tau=8.0, thr=1.0):
+    return nir.LIF(tau=np.full(n, tau), r=np.full(n, tau), v_leak=np.zeros(n), v_threshold=np.full(n, thr),
+                   v_reset=np.zeros(n))
+
+
+def conv_pool_if(rng):
+    return nir.NIRGraph(nodes={
+        "in": nir.Input(input_type={"input": np.array([1, 6, 6])}),
+        "conv": nir.Conv2d(input_shape=(6, 6), weight=rng.normal(0, 0.5, (2, 1, 3, 3)), stride=1, padding=1,
+                           dilation=1, groups=1, bias=rng.normal(0, 0.1, 2)),
+        "if1": nir.IF(r=np.ones((2, 6, 6)), v_threshold=np.ones((2, 6, 6)), v_reset=np.zeros((2, 6, 6))),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "if2": nir.IF(r=np.ones((2, 3, 3)), v_threshold=np.full((2, 3, 3), 2.0), v_reset=np.zeros((2, 3, 3))),
+        "out": nir.Output(output_type={"output": np.array([2, 3, 3])}),
+    }, edges=[("in", "conv"), ("conv", "if1"), ("if1", "pool"), ("pool", "if2"), ("if2", "out")],
+        metadata={"dt": 1.0})
+
+
+def unequal_merge(rng):
+    """audio: 2 neuron layers, visual: 1, merged in one population (latencies 2 and 1 -> a delay line)."""
+    return nir.NIRGraph(nodes={
+        "a": nir.Input(input_type={"input": np.array([5])}),
+        "v": nir.Input(input_type={"input": np.array([3])}),
+        "a1_w": nir.Affine(weight=rng.normal(0, 0.8, (6, 5)), bias=rng.normal(0, 0.1, 6)), "a1": lif(6),
+        "a2_w": nir.Linear(weight=rng.normal(0, 0.8, (6, 6))), "a2": lif(6, tau=4.0),
+        "v1_w": nir.Affine(weight=rng.normal(0, 0.8, (4, 3)), bias=np.zeros(4)), "v1": lif(4),
+        "m_a": nir.Affine(weight=rng.normal(0, 0.7, (5, 6)), bias=rng.normal(0, 0.1, 5)),
+        "m_v": nir.Linear(weight=rng.normal(0, 0.7, (5, 4))), "m": lif(5),
+        "li_w": nir.Linear(weight=rng.normal(0, 0.7, (3, 5))),
+        "li": nir.LI(tau=np.full(3, 2.0), r=np.full(3, 2.0), v_leak=np.zeros(3)),
+        "out": nir.Output(output_type={"output": np.array([3])}),
+    }, edges=[("a", "a1_w"), ("a1_w", "a1"), ("a1", "a2_w"), ("a2_w", "a2"), ("v", "v1_w"), ("v1_w", "v1"),
+              ("a2", "m_a"), ("m_a", "m"), ("v1", "m_v"), ("m_v", "m"), ("m", "li_w"), ("li_w", "li"),
+              ("li", "out")], metadata={"dt": 1.0})
+
+
 def run_cli(argv: list[str]) -> tuple[int, str]:
     """``iemf-neuro ARGV`` in-process; (exit code, stderr)."""
     err = io.StringIO()

@@ -13,7 +13,8 @@ PACKAGES = ("iemf_neuro", "converters", "hardware_targets", "pipeline")
 # Lava sets multiprocessing's start method at import and is absent on the GPU machine: it is imported at module
 # level only by the worker's own modules, inside functions only by the code the worker calls (and netx import).
 LAVA_AT_TOP = {"converters.lava_processes", "hardware_targets.lava_stream"}
-LAVA_INSIDE = LAVA_AT_TOP | {"converters.nir_to_lava", "converters.netx_to_nir", "hardware_targets.lava_worker"}
+LAVA_INSIDE = LAVA_AT_TOP | {"converters.nir_to_lava", "converters.loihi2_ready", "converters.netx_to_nir",
+                             "hardware_targets.lava_worker"}
 
 # module prefix -> prefixes of ours it must not import (the first matching row applies)
 FORBIDDEN = (

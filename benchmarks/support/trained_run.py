@@ -1,11 +1,15 @@
 """The trained run a benchmark measures when it is given none: seeded, trained once under runs/, then reused.
 
 A benchmark must rerun from a fresh clone with no arguments, so it cannot assume a developer's run directory.
-An interrupted training resumes from its last checkpoint on the next call.
+An interrupted training resumes from its last checkpoint on the next call; a run whose recorded config differs
+from the one asked for is trained again. The code is not compared (a training is only bit-for-bit repeatable
+with the same code): the message names the git revision a reused run was trained at.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 RUNS = Path(__file__).resolve().parents[2] / "runs"
@@ -13,11 +17,16 @@ RUNS = Path(__file__).resolve().parents[2] / "runs"
 
 def cached_training(run_dir: Path, config, what: str) -> Path:
     """Train ``config`` into ``run_dir`` unless an earlier call finished it (resume a partial one); say which."""
-    from iemf_neuro.training.checkpoint import checkpoint_paths
+    from iemf_neuro.training.checkpoint import checkpoint_paths, recorded_config
     from iemf_neuro.training.trainer import train
 
+    recorded = recorded_config(run_dir)
+    if recorded is not None and recorded.to_dict() != config.to_dict():
+        print(f"inputs: {run_dir} was trained with another config; training it again", flush=True)
+        shutil.rmtree(run_dir)
     if (run_dir / "test_metrics.json").is_file():
-        print(f"inputs: {run_dir} ({what}, trained by an earlier benchmark run)", flush=True)
+        revision = json.loads((run_dir / "config.json").read_text())["provenance"]["git_revision"]
+        print(f"inputs: {run_dir} ({what}, trained by an earlier benchmark run at revision {revision})", flush=True)
         return run_dir
     resume = checkpoint_paths(run_dir)["last"].is_file()
     print(f"inputs: {'resuming' if resume else 'training'} {what} into {run_dir} (cached for later benchmark runs)",

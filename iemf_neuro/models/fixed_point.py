@@ -5,6 +5,7 @@ quantisation-aware training. Per projection and neuron layer, as Lava's ``PyDens
 ``PyLifResetModelBitAcc`` compute them::
 
     a_in = shift(sum_j w_ij * payload_j, weight_exp) + bias_i    w: 8-bit mantissa (mixed sign: even, -256..254)
+                                                                 |bias_i| <= SYNAPSE_BIAS_MAX
     u <- trunc(u * (4096 - (du + 1)) / 4096) + a_in * 64           wraps at 24 bits
     v <- trunc(v * (4096 - dv) / 4096) + u + leak                  saturates at 24 bits
     s = v > vth * 64 ;  v <- 0 where s
@@ -41,6 +42,8 @@ VTH_MAX = 2**17 - 1  # 17-bit threshold mantissa
 UV_MAX = 2**23 - 1  # 24-bit u, v
 DECAY_ONE = 4096  # 12-bit decays
 BIAS_MANT_MAX = 2**12 - 1  # 13-bit signed bias mantissa
+SYNAPSE_BIAS_MAX = BIAS_MANT_MAX  # a projection's bias in a_in units: on chip, the neuron's bias mantissa at
+#                                   exponent STATE_SHIFT (equal to a bias in u for neurons without current state)
 STATE_SHIFT = 6  # a_in and vth are shifted left by 6 bits into the 24-bit state
 STATE_SCALE = 2**STATE_SHIFT  # state units per a_in / vth unit
 INPUT_BITS = 8  # graded-spike payload of direct-encoded inputs (signed)
@@ -276,7 +279,10 @@ def range_spec(layers: list[Layer]) -> FixedPointSpec:
             b = layer.bias.detach().double()
             pos, neg = pos + b.clamp(min=0), neg + (-b).clamp(min=0)
         worst = max(float(pos.max()), float(neg.max())) or 1.0
-        lam = pow2_floor(min(A_IN_MAX / worst, VTH_MAX / layer.theta()))
+        limits = [A_IN_MAX / worst, VTH_MAX / layer.theta()]
+        if layer.bias is not None and float(layer.bias.detach().abs().max()) > 0:
+            limits.append(SYNAPSE_BIAS_MAX / float(layer.bias.detach().abs().max()))
+        lam = pow2_floor(min(limits))
         exps = {}
         for p in layer.projections:
             target = p.composed() * (lam / scales.get(p.src, 1.0))
@@ -301,7 +307,7 @@ def fixed_current(layer: Layer, spec: FixedPointSpec, inputs: dict[str, torch.Te
         acc = over_time(lambda x, p=p, w=w.to(dtype): p.apply(x.to(dtype), w), inputs[p.src])
         total = total + shift(acc, exp).double()
     if layer.bias is not None:
-        b = torch.clamp(torch.round(layer.bias.detach().double() * ls.lam), -A_IN_MAX, A_IN_MAX)
+        b = torch.clamp(torch.round(layer.bias.detach().double() * ls.lam), -SYNAPSE_BIAS_MAX, SYNAPSE_BIAS_MAX)
         total = total + (b.reshape(-1, 1, 1) if total.dim() == 5 else b)
     return total
 

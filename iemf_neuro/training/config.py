@@ -164,23 +164,22 @@ RUN_CONFIGS: dict[str, RunConfig] = {
 }
 
 
-QAT_EPOCHS = 2  # fine-tuning epochs in fixed point after float training (train-and-convert)
-QAT_LR_RATIO = 0.1  # their peak learning rate over the float training's
+QAT_EPOCHS = 6  # fine-tuning epochs in fixed point after float training (train-and-convert)
 QAT_DISTILL_WEIGHT = 1.0  # weight of the distillation term toward the float network (distill_weight)
 
 
 def quant_aware_config(config: RunConfig, checkpoint: str, epochs: int = QAT_EPOCHS) -> RunConfig:
     """Quantisation-aware fine-tuning of ``config``'s float training: from ``checkpoint``'s weights, ``epochs``
-    epochs through the fixed-point forward at ``QAT_LR_RATIO`` of the learning rate (the weights need only
-    move across rounding boundaries, not relearn), distilling from the float network so that the deployed
-    one predicts what it predicts. The same loss terms without gradient modulation: IEMF and OGM-GE add
-    gradient noise, which helps training from scratch but only perturbs a network meant to stay close."""
+    epochs through the fixed-point forward at the float training's learning rate and schedule, distilling from
+    the float network so that the deployed one predicts what it predicts; best.pt, chosen on validation
+    agreement with the float network, may be the starting network itself. The same loss terms without
+    gradient modulation: IEMF and OGM-GE add gradient noise, which helps training from scratch but only
+    perturbs a network meant to stay close."""
     if epochs < 1:
         raise UserError(f"quantisation-aware fine-tuning needs epochs >= 1, got {epochs}")
     method = "aux-heads" if config.train.uses_aux_loss else "plain"
     return replace(config, train=replace(config.train, quant_aware=True, init_from=str(checkpoint), epochs=epochs,
-                                         lr=config.train.lr * QAT_LR_RATIO, method=method,
-                                         distill_weight=QAT_DISTILL_WEIGHT))
+                                         method=method, distill_weight=QAT_DISTILL_WEIGHT))
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:

@@ -1,0 +1,319 @@
+"""The hardware-ready build: a ``LavaPlan`` as Lava processes that Loihi 2 runs on chip.
+
+``nir_to_lava.build_network`` adds host-only helpers (``lava_processes``) to Lava's processes; this build maps
+each onto a process with an on-chip implementation in Lava's Loihi 2 flow, so what we simulate is what a chip
+with lava-loihi would run:
+
+    projection bias            -> the target LIFReset's bias_mant / bias_exp (exact when the target has no
+                                  current state, du = 1: then u = a_in, and a bias in u is one in v)
+    delay line + Dense         -> DelayDense, every synapse delayed (Loihi 2: at most 63 steps)
+    sum pools + a convolution  -> one Conv, the pools folded into a kernel k times larger with stride k
+    any other synaptic chain   -> its composed matrix in a Dense or Sparse
+    terminal LI / CubaLI       -> a LIFReset that never spikes (vth at its largest), v read by a Monitor probe
+    sample windows             -> LIFReset's reset_interval / reset_offset, as in the simulation build
+
+Lava's Conv holds state as (W, H, C); units a Conv touches use that layout, every other unit NIR's flat order,
+and matrices are permuted to match. What has no on-chip form is named with the reason (``ReadyPlan.host``) and
+is built with the simulation build's host process only when ``allow_host`` is set: recurrent projections (the
+spike in flight at a sample boundary would enter the next sample: Loihi has no per-synapse reset), LI units
+whose v feeds another layer (LIF sends binary spikes, not v), populations with per-neuron du, dv or vth
+(Lava's LIF holds one of each per process), delayed graded inputs (DelayDense takes binary spikes), and a
+projection bias into a neuron with current state or beyond the 13-bit bias mantissa.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from iemf_neuro.errors import UserError
+from iemf_neuro.models.fixed_point import BIAS_MANT_MAX, DECAY_ONE, MESSAGE_BITS, STATE_SHIFT, VTH_MAX, WEIGHT_BITS
+
+from .nir_to_lava import ConvChain, ConvOp, LavaPlan, Unit, neuron_params, shared_params, stored_matrix
+
+MAX_DELAY = 63  # Loihi 2 synaptic delay (6 bits)
+BIAS_EXP_MAX = 7  # Loihi bias exponent (3 bits, unsigned)
+
+
+@dataclass(frozen=True)
+class HostPart:
+    """A process the chip cannot hold, and why."""
+
+    process: str
+    reason: str
+
+
+@dataclass
+class ReadyProjection:
+    """One projection as built: ``kind`` conv | dense | sparse | delay-dense | host (SynapseDense/Sparse)."""
+
+    src: str
+    dst: str
+    kind: str
+    weight: Any  # conv: Lava kernel [C_out, kw, kh, C_in / groups]; else [dst, src] in the units' Lava order
+    delay: int = 0
+    conv: ConvOp | None = None  # the (composite) convolution, NIR geometry
+    bias: np.ndarray | None = None  # host projections only (in the target's Lava order)
+    weight_exp: int = 0
+    sign_mode: str | None = None
+    recurrent: bool = False
+
+
+@dataclass
+class ReadyNeuron:
+    """A neuron population as built: ``kind`` lif | li-probe (on chip) | host-lif | host-li."""
+
+    name: str
+    kind: str
+    params: dict[str, Any]  # LIFReset / LIFPerNeuron / LIVoltage keyword arguments, Lava order
+
+
+@dataclass
+class ReadyPlan:
+    """Everything the hardware-ready build creates, in Lava's layouts, and what it keeps on the host."""
+
+    precision: str
+    shapes: dict[str, tuple[int, ...]]  # unit -> Lava state shape: (W, H, C) or (size,)
+    neurons: dict[str, ReadyNeuron]
+    projections: list[ReadyProjection]
+    host: list[HostPart] = field(default_factory=list)
+
+    @property
+    def on_chip(self) -> dict[str, str]:
+        """Process name -> Lava process class, for everything the chip holds."""
+        kinds = {"lif": "LIFReset", "li-probe": "LIFReset (v probed)", "conv": "Conv", "dense": "Dense",
+                 "sparse": "Sparse", "delay-dense": "DelayDense"}
+        out = {n: kinds[u.kind] for n, u in self.neurons.items() if u.kind in kinds}
+        out.update({f"{p.src}->{p.dst}": kinds[p.kind] for p in self.projections if p.kind in kinds})
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {"build": "loihi2-ready", "on_chip": self.on_chip,
+                "host": {h.process: h.reason for h in self.host}}
+
+
+def lava_order(shape: tuple[int, ...], conv_layout: bool) -> np.ndarray:
+    """Index into the NIR-flat state of each Lava state entry: (C, H, W) read as (W, H, C), or identity."""
+    idx = np.arange(int(np.prod(shape, dtype=np.int64)))
+    return idx.reshape(shape).transpose(2, 1, 0).ravel() if conv_layout else idx
+
+
+def _lava_shape(shape: tuple[int, ...], conv_layout: bool) -> tuple[int, ...]:
+    return (shape[2], shape[1], shape[0]) if conv_layout else (int(np.prod(shape, dtype=np.int64)),)
+
+
+def single_conv(chain: ConvChain) -> ConvOp | None:
+    """The chain as one convolution (leading non-overlapping sum pools folded into the kernel), or None."""
+    *pools, last = chain.ops
+    if not isinstance(last, ConvOp) or chain.weighted != len(chain.ops) - 1 or isinstance(last.padding, str):
+        return None
+    kernel = np.asarray(last.weight, dtype=np.float64)
+    k = (1, 1)
+    for p in pools:
+        ph, pw = p.weight.shape[2:]
+        if (p.stride != (ph, pw) or p.padding != (0, 0) or p.groups != p.in_shape[0]
+                or p.in_shape[1] % ph or p.in_shape[2] % pw):
+            return None
+        k = (k[0] * ph, k[1] * pw)
+    if k == (1, 1):
+        return last
+    if last.dilation != (1, 1):
+        return None
+    kernel = np.repeat(np.repeat(kernel, k[0], axis=2), k[1], axis=3)
+    pad = last.padding
+    return ConvOp(kernel, pools[0].in_shape, (last.stride[0] * k[0], last.stride[1] * k[1]),
+                  (pad[0] * k[0], pad[1] * k[1]), (1, 1), last.groups)
+
+
+def lava_kernel(kernel: np.ndarray) -> np.ndarray:
+    """NIR/torch kernel [C_out, C_in/g, kh, kw] (correlation) -> Lava Conv's [C_out, kw, kh, C_in/g], which
+    Lava flips spatially before correlating (it convolves)."""
+    return np.ascontiguousarray(np.asarray(kernel).transpose(0, 3, 2, 1)[:, ::-1, ::-1])
+
+
+def _matrix(weight, src: Unit) -> np.ndarray | sp.csr_matrix:
+    """A ConvChain composed into ``[out, in]`` (dense or sparse as ``nir_to_lava`` stores matrices)."""
+    if isinstance(weight, ConvChain):
+        return stored_matrix(sp.csr_matrix(weight.apply(np.eye(src.size)).T))
+    return weight
+
+
+def _permuted(mat, rows: np.ndarray, cols: np.ndarray):
+    mat = mat[rows][:, cols]
+    return sp.csr_matrix(mat) if sp.issparse(mat) else np.ascontiguousarray(mat)
+
+
+def _neuron_bias(unit: Unit, params: dict[str, Any], bias: np.ndarray, precision: str):
+    """(bias_mant, bias_exp) of ``unit`` with the projections' ``bias`` moved in, or a reason it cannot be."""
+    du = np.asarray(params["du"])
+    if precision == "float":
+        if not np.all(du == 1.0):
+            return None, "it has a current state (du < 1), so a bias in u is not one in v"
+        return params["bias_mant"] + bias, None
+    if not np.all(du == DECAY_ONE - 1):
+        return None, "it has a current state (du < 4095), so a bias in u is not one in v"
+    exp = int(params["bias_exp"])
+    leak = params["bias_mant"].astype(np.int64)
+    total = (leak << exp if exp >= 0 else leak >> -exp) + (bias.astype(np.int64) << STATE_SHIFT)
+    for e in range(BIAS_EXP_MAX + 1):
+        mant = total >> e
+        if np.all(mant << e == total) and np.all(np.abs(mant) <= BIAS_MANT_MAX):
+            return (mant.astype(np.int32), e), None
+    return None, f"its bias needs {int(np.abs(total).max()).bit_length() + 1} bits; Loihi holds 13 << 7"
+
+
+def ready_plan(plan: LavaPlan, precision: str = "float", quant: Any = None, allow_host: bool = False) -> ReadyPlan:
+    """Decide, for every unit and projection of ``plan``, the on-chip process (see the module docstring).
+    Raises UserError naming the first part without an on-chip form, unless ``allow_host``."""
+    host: list[HostPart] = []
+    feeds = {p.src for p in plan.projections}
+    projs = []
+    for i, p in enumerate(plan.projections):
+        q = quant.projections[i] if precision == "fixed" else None
+        src = plan.units[p.src]
+        graded = src.neuron is None or not src.neuron.spiking
+        weight = q.weight if q else p.weight
+        bias = (q.bias if q else p.bias)
+        bias = np.zeros(plan.units[p.dst].size) if bias is None else np.asarray(bias)
+        reason = None
+        if p.recurrent:
+            reason = "recurrent: its spike in flight at a sample boundary would enter the next sample"
+        elif p.delay > MAX_DELAY:
+            reason = f"needs a delay of {p.delay} steps; Loihi 2 synapses delay at most {MAX_DELAY}"
+        elif p.delay and graded:
+            reason = "a delayed graded input: DelayDense takes binary spikes"
+        conv = single_conv(weight) if isinstance(weight, ConvChain) and not p.delay and not reason else None
+        kind = "host" if reason else "conv" if conv else "delay-dense" if p.delay else (
+            "sparse" if sp.issparse(weight) else "dense")
+        if reason:
+            host.append(HostPart(f"{p.src}->{p.dst}", reason))
+        projs.append((kind, weight, bias, conv, q, graded))
+    conv_units = {n for (kind, *_), p in zip(projs, plan.projections) if kind == "conv" for n in (p.src, p.dst)}
+    shapes = {n: _lava_shape(u.shape, n in conv_units) for n, u in plan.units.items()}
+    orders = {n: lava_order(u.shape, n in conv_units) for n, u in plan.units.items()}
+
+    neurons: dict[str, ReadyNeuron] = {}
+    for name, unit in plan.neurons.items():
+        params = neuron_params(unit, precision, quant)
+        shared = shared_params(params)
+        incoming = [(p, pr) for p, pr in zip(plan.projections, projs) if p.dst == name and pr[0] != "host"]
+        moved = sum((pr[2] for _, pr in incoming), np.zeros(unit.size))
+        merged, why = _neuron_bias(unit, params, moved, precision) if np.any(moved != 0) else (
+            (params["bias_mant"], params["bias_exp"]) if precision == "fixed" else params["bias_mant"], None)
+        if why is not None:
+            host.extend(HostPart(f"{p.src}->{p.dst}", f"bias into {name}: {why}") for p, _ in incoming)
+            for j, (p, pr) in enumerate(zip(plan.projections, projs)):
+                if p.dst == name and pr[0] != "host":
+                    projs[j] = ("host",) + pr[1:]
+            merged = (params["bias_mant"], params["bias_exp"]) if precision == "fixed" else params["bias_mant"]
+        if precision == "fixed":
+            params = {**params, "bias_mant": merged[0], "bias_exp": merged[1]}
+        else:
+            params = {**params, "bias_mant": merged}
+        order = orders[name]
+        params = {k: (np.asarray(v)[order].reshape(shapes[name]) if np.ndim(v) else v) for k, v in params.items()}
+        if shared is None:
+            kind, why = ("host-li" if not unit.neuron.spiking else "host-lif"), \
+                "per-neuron du, dv or vth: Lava's LIF holds one of each per process"
+        elif not unit.neuron.spiking and name in feeds:
+            kind, why = "host-li", "its voltage feeds another layer: LIF sends binary spikes, not v"
+        else:
+            kind, why = ("lif" if unit.neuron.spiking else "li-probe"), None
+            params = {**params, **{k: np.asarray(params[k]).ravel()[0].item() for k in ("du", "dv", "vth")}}
+            if kind == "li-probe":
+                params["vth"] = VTH_MAX if precision == "fixed" else np.inf
+        if why is not None:
+            host.append(HostPart(name, why))
+        neurons[name] = ReadyNeuron(name, kind, params)
+
+    projections = []
+    for p, (kind, weight, bias, conv, q, graded) in zip(plan.projections, projs):
+        rows, cols = orders[p.dst], orders[p.src]
+        extra = dict(weight_exp=q.weight_exp if q else 0, sign_mode=q.sign_mode if q else None,
+                     recurrent=p.recurrent, delay=p.delay)
+        if kind == "conv":
+            projections.append(ReadyProjection(p.src, p.dst, kind, lava_kernel(conv.weight), conv=conv, **extra))
+            continue
+        mat = _permuted(_matrix(weight, plan.units[p.src]), rows, cols)
+        if kind == "delay-dense":
+            mat = mat.toarray() if sp.issparse(mat) else mat
+        elif kind != "host":
+            kind = "sparse" if sp.issparse(mat) else "dense"
+        projections.append(ReadyProjection(p.src, p.dst, kind, mat, bias=bias[rows] if kind == "host" else None,
+                                           **extra))
+    if host and not allow_host:
+        first = host[0]
+        raise UserError(f"{first.process} cannot run on Loihi 2: {first.reason}; build with --allow-host to keep "
+                        f"it on a host process ({len(host)} part(s) need the host)")
+    return ReadyPlan(precision, shapes, neurons, projections, host)
+
+
+def build_ready_network(ready: ReadyPlan, plan: LavaPlan, steps: int) -> dict[str, Any]:
+    """Create the processes of ``ready`` for samples of ``steps`` steps. Returns ``processes``, ``inputs``
+    (Input node -> (InPort its source feeds, whether to flatten the source's Lava shape for it)), ``records`` (unit -> the OutPort to record:
+    s_out, or a host LIVoltage's v_out) and ``probed`` (LI unit -> its LIFReset, whose v a Monitor reads)."""
+    from lava.proc.dense.process import DelayDense, Dense
+    from lava.proc.conv.process import Conv
+    from lava.proc.lif.process import LIFReset
+    from lava.proc.sparse.process import Sparse
+    from lava.utils.weightutils import SignMode
+
+    from . import lava_processes as host
+
+    processes, outs, records, probed, targets = [], {}, {}, {}, {}
+    for name, n in ready.neurons.items():
+        unit = plan.units[name]
+        kwargs = dict(shape=ready.shapes[name], reset_interval=steps, reset_offset=unit.reset_offset % steps,
+                      name=name, **n.params)
+        proc = {"lif": LIFReset, "li-probe": LIFReset, "host-lif": host.LIFPerNeuron,
+                "host-li": host.LIVoltage}[n.kind](**kwargs)
+        outs[name] = proc.v_out if n.kind == "host-li" else proc.s_out
+        if n.kind == "li-probe":
+            probed[name] = proc
+        else:
+            records[name] = outs[name]
+        targets[name] = proc.a_in
+        processes.append(proc)
+    inputs: dict[str, list[Any]] = {n: [] for n in plan.inputs}
+    for p in ready.projections:
+        src = plan.units[p.src]
+        graded = src.neuron is None or not src.neuron.spiking
+        bits = dict(num_message_bits=MESSAGE_BITS if graded else 0)
+        fixed = ready.precision == "fixed"
+        exps = dict(weight_exp=p.weight_exp, num_weight_bits=WEIGHT_BITS) if fixed else {}
+        signs = dict(sign_mode=SignMode[p.sign_mode]) if fixed and p.sign_mode else {}
+        name = f"{p.src}->{p.dst}"
+        if p.kind == "conv":
+            c = p.conv
+            syn = Conv(weight=p.weight, input_shape=ready.shapes[p.src], padding=c.padding[::-1],
+                       stride=c.stride[::-1], dilation=c.dilation[::-1], groups=c.groups, name=name, **bits, **exps)
+        elif p.kind == "host":
+            cls = host.SynapseSparse if sp.issparse(p.weight) else host.SynapseDense
+            reset = dict(reset_interval=steps, reset_offset=plan.units[p.dst].reset_offset % steps) \
+                if p.recurrent else {}
+            syn = cls(weights=p.weight, bias=p.bias, name=name, **bits, **exps, **signs, **reset)
+        elif p.kind == "delay-dense":
+            syn = DelayDense(weights=p.weight, delays=np.full(p.weight.shape, p.delay, dtype=int), name=name,
+                             **bits, **exps, **signs)
+        else:
+            syn = (Sparse if p.kind == "sparse" else Dense)(weights=p.weight, name=name, **bits, **exps, **signs)
+        processes.append(syn)
+        entry = syn.s_in
+        if p.kind == "host" and p.delay:
+            line = host.DelayLine(shape=(src.size,), delay=p.delay)
+            line.s_out.connect(entry)
+            processes.append(line)
+            entry = line.s_in
+        flatten = p.kind != "conv" and len(ready.shapes[p.src]) > 1  # Dense takes flat state; Lava reshapes
+        if src.neuron is None:
+            inputs[p.src].append((entry, flatten))
+        else:
+            (outs[p.src].flatten() if flatten else outs[p.src]).connect(entry)
+        a_out = syn.a_out
+        if p.kind != "conv" and len(ready.shapes[p.dst]) > 1:
+            a_out = a_out.reshape(ready.shapes[p.dst])
+        a_out.connect(targets[p.dst])
+    return {"processes": processes, "inputs": inputs, "records": records, "probed": probed}
