@@ -24,17 +24,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from support.inputs import encoded
 from support.trained_run import quant_aware_run, trained_run
 
 from converters.model_to_nir import export_model
 from converters.nir_to_lava import plan_graph
-from converters.quantize import CALIBRATION_SAMPLES, Calibration, calibration_indices, quantize_plan, simulate_fixed
+from converters.quantize import CALIBRATION_SAMPLES, Calibration, quantize_plan, simulate_fixed
 from hardware_targets.lava_sim import simulate_graph
 from pipeline.simulate import snn_spikes
-from iemf_neuro.models import encode_inputs
 from iemf_neuro.training.checkpoint import load_run
 from iemf_neuro.training.config import QAT_EPOCHS
-from iemf_neuro.training.data import load_dataset
 
 CONFIGS = ("avdigits-mlp", "avdigits-cnn")
 SEEDS = range(5)
@@ -48,19 +47,6 @@ class Result:
     accuracy: float
     prediction_agreement: float  # share of samples with the float network's prediction
     spike_agreement: dict[str, float] = field(default_factory=dict)  # layer -> with the same weights' float forward
-
-
-def encoded(run, split: str, calibration: bool = False) -> dict[str, np.ndarray]:
-    """The split encoded with the run's seed; ``calibration``: the seeded subset the CLI calibrates on."""
-    cfg = run.model_config
-    data = load_dataset(run.config, split)
-    rows = torch.arange(len(data.labels))
-    if calibration:
-        rows = torch.from_numpy(calibration_indices(len(data.labels), seed=run.train_config.seed))
-    x_a, x_v = encode_inputs(cfg, torch.as_tensor(data.audio)[rows], torch.as_tensor(data.image)[rows],
-                             torch.Generator().manual_seed(run.train_config.seed))
-    return {"audio": x_a.transpose(0, 1).double().numpy(), "visual": x_v.transpose(0, 1).double().numpy(),
-            "labels": np.asarray(data.labels)[rows.numpy()]}
 
 
 def prediction(spikes: dict[str, np.ndarray]) -> np.ndarray:

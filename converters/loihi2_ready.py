@@ -8,7 +8,7 @@ with lava-loihi would run:
                                   current state, du = 1: then u = a_in, and a bias in u is one in v)
     delay line + Dense         -> DelayDense, every synapse delayed (Loihi 2: at most 63 steps)
     sum pools + a convolution  -> one Conv, the pools folded into a kernel k times larger with stride k
-    any other synaptic chain   -> its composed matrix in a Dense or Sparse
+    any other synaptic chain   -> its composed matrix (composed when built) in a Dense or Sparse
     terminal LI / CubaLI       -> a LIFReset that never spikes (vth at its largest), v read by a Monitor probe
     sample windows             -> LIFReset's reset_interval / reset_offset, as in the simulation build
 
@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from iemf_neuro.errors import UserError
 from iemf_neuro.models.fixed_point import BIAS_MANT_MAX, DECAY_ONE, MESSAGE_BITS, STATE_SHIFT, VTH_MAX, WEIGHT_BITS
 
-from .nir_to_lava import ConvChain, ConvOp, LavaPlan, Unit, neuron_params, shared_params, stored_matrix
+from .nir_to_lava import ConvChain, ConvOp, LavaPlan, neuron_params, shared_params, stored_matrix
 
 MAX_DELAY = 63  # Loihi 2 synaptic delay (6 bits)
 BIAS_EXP_MAX = 7  # Loihi bias exponent (3 bits, unsigned)
@@ -48,18 +48,37 @@ class HostPart:
 
 @dataclass
 class ReadyProjection:
-    """One projection as built: ``kind`` conv | dense | sparse | delay-dense | host (SynapseDense/Sparse)."""
+    """One projection as built: ``kind`` conv | matrix (Dense or Sparse) | delay (DelayDense) | host
+    (SynapseDense/Sparse). Matrices are composed and permuted to the units' Lava order only when built."""
 
     src: str
     dst: str
     kind: str
-    weight: Any  # conv: Lava kernel [C_out, kw, kh, C_in / groups]; else [dst, src] in the units' Lava order
+    weight: Any  # conv: Lava kernel [C_out, kw, kh, C_in / groups]; else the plan's matrix or ConvChain
+    rows: np.ndarray | None = None  # Lava order of the target's and the source's states (matrices)
+    cols: np.ndarray | None = None
     delay: int = 0
     conv: ConvOp | None = None  # the (composite) convolution, NIR geometry
     bias: np.ndarray | None = None  # host projections only (in the target's Lava order)
     weight_exp: int = 0
     sign_mode: str | None = None
     recurrent: bool = False
+
+    @property
+    def process(self) -> str:
+        if self.kind in ("conv", "delay"):
+            return {"conv": "Conv", "delay": "DelayDense"}[self.kind]
+        if isinstance(self.weight, ConvChain):
+            return "Dense/Sparse (composed chain)"
+        return "Sparse" if sp.issparse(self.weight) else "Dense"
+
+    def matrix(self, src_size: int) -> np.ndarray | sp.csr_matrix:
+        """``[dst, src]`` in the units' Lava order: a ConvChain composed (dense or sparse by its density)."""
+        mat = self.weight
+        if isinstance(mat, ConvChain):
+            mat = stored_matrix(sp.csr_matrix(mat.apply(np.eye(src_size)).T))
+        mat = mat[self.rows][:, self.cols]
+        return sp.csr_matrix(mat) if sp.issparse(mat) else np.ascontiguousarray(mat)
 
 
 @dataclass
@@ -84,10 +103,9 @@ class ReadyPlan:
     @property
     def on_chip(self) -> dict[str, str]:
         """Process name -> Lava process class, for everything the chip holds."""
-        kinds = {"lif": "LIFReset", "li-probe": "LIFReset (v probed)", "conv": "Conv", "dense": "Dense",
-                 "sparse": "Sparse", "delay-dense": "DelayDense"}
+        kinds = {"lif": "LIFReset", "li-probe": "LIFReset (v probed)"}
         out = {n: kinds[u.kind] for n, u in self.neurons.items() if u.kind in kinds}
-        out.update({f"{p.src}->{p.dst}": kinds[p.kind] for p in self.projections if p.kind in kinds})
+        out.update({f"{p.src}->{p.dst}": p.process for p in self.projections if p.kind != "host"})
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -134,19 +152,7 @@ def lava_kernel(kernel: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(kernel).transpose(0, 3, 2, 1)[:, ::-1, ::-1])
 
 
-def _matrix(weight, src: Unit) -> np.ndarray | sp.csr_matrix:
-    """A ConvChain composed into ``[out, in]`` (dense or sparse as ``nir_to_lava`` stores matrices)."""
-    if isinstance(weight, ConvChain):
-        return stored_matrix(sp.csr_matrix(weight.apply(np.eye(src.size)).T))
-    return weight
-
-
-def _permuted(mat, rows: np.ndarray, cols: np.ndarray):
-    mat = mat[rows][:, cols]
-    return sp.csr_matrix(mat) if sp.issparse(mat) else np.ascontiguousarray(mat)
-
-
-def _neuron_bias(unit: Unit, params: dict[str, Any], bias: np.ndarray, precision: str):
+def _neuron_bias(params: dict[str, Any], bias: np.ndarray, precision: str):
     """(bias_mant, bias_exp) of ``unit`` with the projections' ``bias`` moved in, or a reason it cannot be."""
     du = np.asarray(params["du"])
     if precision == "float":
@@ -186,8 +192,7 @@ def ready_plan(plan: LavaPlan, precision: str = "float", quant: Any = None, allo
         elif p.delay and graded:
             reason = "a delayed graded input: DelayDense takes binary spikes"
         conv = single_conv(weight) if isinstance(weight, ConvChain) and not p.delay and not reason else None
-        kind = "host" if reason else "conv" if conv else "delay-dense" if p.delay else (
-            "sparse" if sp.issparse(weight) else "dense")
+        kind = "host" if reason else "conv" if conv else "delay" if p.delay else "matrix"
         if reason:
             host.append(HostPart(f"{p.src}->{p.dst}", reason))
         projs.append((kind, weight, bias, conv, q, graded))
@@ -201,7 +206,7 @@ def ready_plan(plan: LavaPlan, precision: str = "float", quant: Any = None, allo
         shared = shared_params(params)
         incoming = [(p, pr) for p, pr in zip(plan.projections, projs) if p.dst == name and pr[0] != "host"]
         moved = sum((pr[2] for _, pr in incoming), np.zeros(unit.size))
-        merged, why = _neuron_bias(unit, params, moved, precision) if np.any(moved != 0) else (
+        merged, why = _neuron_bias(params, moved, precision) if np.any(moved != 0) else (
             (params["bias_mant"], params["bias_exp"]) if precision == "fixed" else params["bias_mant"], None)
         if why is not None:
             host.extend(HostPart(f"{p.src}->{p.dst}", f"bias into {name}: {why}") for p, _ in incoming)
@@ -231,19 +236,13 @@ def ready_plan(plan: LavaPlan, precision: str = "float", quant: Any = None, allo
 
     projections = []
     for p, (kind, weight, bias, conv, q, graded) in zip(plan.projections, projs):
-        rows, cols = orders[p.dst], orders[p.src]
         extra = dict(weight_exp=q.weight_exp if q else 0, sign_mode=q.sign_mode if q else None,
                      recurrent=p.recurrent, delay=p.delay)
         if kind == "conv":
             projections.append(ReadyProjection(p.src, p.dst, kind, lava_kernel(conv.weight), conv=conv, **extra))
-            continue
-        mat = _permuted(_matrix(weight, plan.units[p.src]), rows, cols)
-        if kind == "delay-dense":
-            mat = mat.toarray() if sp.issparse(mat) else mat
-        elif kind != "host":
-            kind = "sparse" if sp.issparse(mat) else "dense"
-        projections.append(ReadyProjection(p.src, p.dst, kind, mat, bias=bias[rows] if kind == "host" else None,
-                                           **extra))
+        else:
+            projections.append(ReadyProjection(p.src, p.dst, kind, weight, orders[p.dst], orders[p.src],
+                                               bias=bias[orders[p.dst]] if kind == "host" else None, **extra))
     if host and not allow_host:
         first = host[0]
         raise UserError(f"{first.process} cannot run on Loihi 2: {first.reason}; build with --allow-host to keep "
@@ -290,16 +289,21 @@ def build_ready_network(ready: ReadyPlan, plan: LavaPlan, steps: int) -> dict[st
             c = p.conv
             syn = Conv(weight=p.weight, input_shape=ready.shapes[p.src], padding=c.padding[::-1],
                        stride=c.stride[::-1], dilation=c.dilation[::-1], groups=c.groups, name=name, **bits, **exps)
-        elif p.kind == "host":
-            cls = host.SynapseSparse if sp.issparse(p.weight) else host.SynapseDense
-            reset = dict(reset_interval=steps, reset_offset=plan.units[p.dst].reset_offset % steps) \
-                if p.recurrent else {}
-            syn = cls(weights=p.weight, bias=p.bias, name=name, **bits, **exps, **signs, **reset)
-        elif p.kind == "delay-dense":
-            syn = DelayDense(weights=p.weight, delays=np.full(p.weight.shape, p.delay, dtype=int), name=name,
-                             **bits, **exps, **signs)
+        elif p.kind == "delay":
+            mat = p.matrix(src.size)
+            mat = mat.toarray() if sp.issparse(mat) else mat
+            syn = DelayDense(weights=mat, delays=np.full(mat.shape, p.delay, dtype=int), name=name, **bits, **exps,
+                             **signs)
         else:
-            syn = (Sparse if p.kind == "sparse" else Dense)(weights=p.weight, name=name, **bits, **exps, **signs)
+            mat = p.matrix(src.size)
+            sparse = sp.issparse(mat)
+            if p.kind == "host":
+                reset = dict(reset_interval=steps, reset_offset=plan.units[p.dst].reset_offset % steps) \
+                    if p.recurrent else {}
+                cls = host.SynapseSparse if sparse else host.SynapseDense
+                syn = cls(weights=mat, bias=p.bias, name=name, **bits, **exps, **signs, **reset)
+            else:
+                syn = (Sparse if sparse else Dense)(weights=mat, name=name, **bits, **exps, **signs)
         processes.append(syn)
         entry = syn.s_in
         if p.kind == "host" and p.delay:

@@ -29,6 +29,7 @@ import numpy as np
 from iemf_neuro.errors import UserError
 
 POLL_S = 0.05
+CHUNKS = 50  # the hardware-ready build runs in about this many blocking chunks (progress, parent check)
 
 
 class CallerGone(Exception):
@@ -127,7 +128,7 @@ def run_ready_job(workdir: Path, parent: int, job: dict) -> None:
         while done < total:
             if os.getppid() != parent:
                 raise CallerGone
-            chunk = min(steps, total - done)
+            chunk = min(max(steps, total // CHUNKS), total - done)
             anchor.run(condition=RunSteps(num_steps=chunk), run_cfg=cfg)
             done += chunk
             counter[0] = done

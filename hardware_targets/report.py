@@ -303,6 +303,28 @@ def _level_rows(r: EnergyReport) -> list[list[str]]:
              "-"]]
 
 
+DEPLOY_HEAD = ["process", "Lava process", "where", "Loihi 2 cores"]
+
+
+def deployability_rows(deployment: dict[str, Any], reports: dict[str, EnergyReport]) -> list[list[Any]]:
+    """The hardware-ready build's processes: on chip (with the Loihi 2 mapper's cores for neuron layers) or
+    on the host, and why."""
+    if "unavailable" in deployment:
+        return []
+    cores = reports["loihi2"].cores_per_layer if "loihi2" in reports else {}
+    rows = [[name, cls, "chip", cores.get(name, "-")] for name, cls in deployment["on_chip"].items()]
+    return rows + [[name, "host process", f"host: {why}", "-"] for name, why in deployment["host"].items()]
+
+
+def deployability_note(deployment: dict[str, Any]) -> str:
+    if "unavailable" in deployment:
+        return f"No hardware-ready build: {deployment['unavailable']}"
+    host = deployment["host"]
+    return (f"Hardware-ready build (`simulate --build loihi2-ready`): {len(deployment['on_chip'])} processes on "
+            f"chip, {len(host)} on the host" + (" (listed with the reason)." if host else ": the whole network "
+                                               "runs on Loihi 2 processes; the host only feeds and reads it."))
+
+
 CONSTANT_HEAD = ["constant", "nominal", "range", "kind", "citation"]
 LEVEL_HEAD = ["level", "per inference (range)", "nominal, mean ± std over samples", "dominant constants"]
 
@@ -312,7 +334,7 @@ def _md_table(rows: list[list[Any]], head: list[str]) -> list[str]:
         ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
-def _md_report(reports, counts, compare, labels, sweep_note, summary) -> str:
+def _md_report(reports, counts, compare, labels, sweep_note, summary, deployment) -> str:
     lines = ["# Energy, latency and resources", "", summary, "",
              f"Counts from: **{counts.source}** ({counts.samples} samples, T = {counts.time_steps}).", "",
              "```", table(reports), "```", ""]
@@ -332,6 +354,10 @@ def _md_report(reports, counts, compare, labels, sweep_note, summary) -> str:
             lines += _md_table([[c, fmt(s, "J")] for c, s in r.components.items()], ["component", "nominal energy"])
         lines += [""] + _md_table(_constant_rows(r), CONSTANT_HEAD)
         lines += [""] + [f"- {n}" for n in r.notes] + [""]
+    if deployment:
+        rows = deployability_rows(deployment, reports)
+        lines += ["## Deployability", "", deployability_note(deployment), ""]
+        lines += (_md_table(rows, DEPLOY_HEAD) + [""]) if rows else []
     lines += [sweep_note, ""]
     return "\n".join(lines)
 
@@ -343,7 +369,7 @@ def _html_table(rows: list[list[Any]], head: list[str]) -> str:
     return "\n".join(out + ["</table>"])
 
 
-def _html_report(reports, counts, compare, labels, images, sweep_note, summary) -> str:
+def _html_report(reports, counts, compare, labels, images, sweep_note, summary, deployment) -> str:
     e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Energy report</title><style>",
              "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;margin:1em 0}",
@@ -380,6 +406,10 @@ def _html_report(reports, counts, compare, labels, images, sweep_note, summary) 
             parts.append(_html_table([[n, c] for n, c in r.cores_per_layer.items()], ["layer", "cores"]))
         parts.append(_html_table(_constant_rows(r), CONSTANT_HEAD))
         parts += [f"<p>{e(n)}</p>" for n in r.notes]
+    if deployment:
+        rows = deployability_rows(deployment, reports)
+        parts += ["<h2>Deployability</h2>", f"<p>{e(deployability_note(deployment))}</p>"]
+        parts += [_html_table(rows, DEPLOY_HEAD)] if rows else []
     parts += [f"<p>{e(sweep_note)}</p>", "</body></html>"]
     return "\n".join(parts)
 
@@ -388,8 +418,9 @@ def write_reports(out_dir: str | Path, reports: dict[str, EnergyReport], counts:
                   mappings: dict[str, Mapping] | None = None, *, spikes: dict[str, np.ndarray] | None = None,
                   compare: dict[str, EnergyReport] | None = None, labels: tuple[str, str] = ("this run", "other"),
                   run_dir: str | Path | None = None, provenance: dict[str, Any] | None = None,
-                  extra: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write energy.json, report.md, report.html into ``out_dir``; returns their paths."""
+                  extra: dict[str, Any] | None = None, deployment: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write energy.json, report.md, report.html into ``out_dir``; returns their paths. ``deployment``: the
+    hardware-ready build's ``ReadyPlan.summary()`` (the "Deployability" section)."""
     out_dir = Path(out_dir)
     images = {"Energy per inference by level": plot_levels(reports, compare, labels)}
     if any(r.cores_per_layer for r in reports.values()):
@@ -407,11 +438,13 @@ def write_reports(out_dir: str | Path, reports: dict[str, EnergyReport], counts:
               "counts_source": counts.source, "samples": counts.samples,
               "time_steps": counts.time_steps, "targets": to_jsonable(reports), "counts": counts_summary(counts),
               "mapping": to_jsonable(mappings or {}), "compare": to_jsonable(compare or {}),
-              "labels": list(labels), "sweep": str(sweep) if sweep else None, "extra": to_jsonable(extra or {})}
+              "labels": list(labels), "sweep": str(sweep) if sweep else None, "extra": to_jsonable(extra or {}),
+              "deployability": deployment}
     paths = {"json": out_dir / "energy.json", "md": out_dir / "report.md", "html": out_dir / "report.html"}
     write_json_atomic(paths["json"], record)
-    write_text_atomic(paths["md"], _md_report(reports, counts, compare, labels, sweep_note, summary))
-    write_text_atomic(paths["html"], _html_report(reports, counts, compare, labels, images, sweep_note, summary))
+    write_text_atomic(paths["md"], _md_report(reports, counts, compare, labels, sweep_note, summary, deployment))
+    write_text_atomic(paths["html"], _html_report(reports, counts, compare, labels, images, sweep_note, summary,
+                                                  deployment))
     return paths
 
 

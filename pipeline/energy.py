@@ -16,8 +16,10 @@ import nir
 import numpy as np
 import torch
 
+from converters.loihi2_ready import ready_plan
 from converters.nir_executor import run_graph
 from converters.nir_io import read_graph
+from converters.nir_to_lava import plan_graph
 from hardware_targets.counting import NEURON_TYPES, GraphCounts, count_graph, node_shapes
 from hardware_targets.energy import EnergyReport, estimate, measure_ann_gpu
 from hardware_targets.mapping import Mapping, map_graph
@@ -97,6 +99,15 @@ def run_counts(run_dir: Path, spikes_path: Path | None = None, samples: int | No
     return RunCounts(graph, count_graph(graph, inputs, spikes, source=source), spikes)
 
 
+def deployability(graph: nir.NIRGraph) -> dict[str, Any]:
+    """Which processes of the hardware-ready Loihi 2 build run on chip and which stay on the host (and why);
+    ``unavailable`` says why not when Lava cannot simulate the graph at all."""
+    try:
+        return ready_plan(plan_graph(graph), allow_host=True).summary()
+    except UserError as exc:
+        return {"build": "loihi2-ready", "unavailable": str(exc)}
+
+
 def target_reports(run: RunCounts, targets: list[Target]) -> tuple[dict[str, EnergyReport], dict[str, Mapping]]:
     """Mapping and energy per target; the ANN target also gets an NVML-measured figure where CUDA is present."""
     mappings = {t.name: map_graph(run.graph, t, run.counts) for t in targets}
@@ -122,5 +133,5 @@ def energy_report(run_dir: Path, targets: list[str | Path], out_dir: Path | None
                               "compare": compare, "samples": samples, "counts_source": run.counts.source}
     paths = write_reports(out_dir or run_dir, reports, run.counts, mappings, spikes=run.spikes, compare=other,
                           labels=(run_dir.name, compare.name if compare else "other"), run_dir=run_dir,
-                          provenance=provenance(config))
+                          provenance=provenance(config), deployment=deployability(run.graph))
     return EnergyResult(reports, run.counts, paths, table(reports), verdict(reports))

@@ -31,7 +31,7 @@ def av_graph(rng):
              ("visual.0.syn0", "visual.0"), ("audio.0", "fusion.audio"), ("visual.0", "fusion.visual"),
              ("fusion.audio", "fusion"), ("fusion.visual", "fusion"), ("fusion", "output.syn0"),
              ("output.syn0", "output"), ("output", "out")]
-    return nir.NIRGraph(nodes=nodes, edges=edges)
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1.0})
 
 
 def run_arrays(rng, n=3, t=5):
@@ -93,6 +93,9 @@ def test_cli_energy_writes_reports_and_compares(tmp_path, capsys):
     assert record["targets"]["loihi2"]["per_branch"].keys() == {"audio", "visual", "fusion"}
     page = (run / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 5 and "iemf vs plain" in page
+    deployability = record["deployability"]  # biases of zero, plain LIF: all of it on Loihi 2 processes
+    assert deployability["host"] == {} and deployability["on_chip"]["fusion"] == "LIFReset"
+    assert deployability["on_chip"]["audio->audio.0"] == "Dense" and "<h2>Deployability</h2>" in page
     assert "<h2>Inverse effectiveness</h2>" in page and "sweep_test.json (test split, 4 corruption cells)" in page
 
 
