@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from iemf_neuro.errors import UserError
 from iemf_neuro.models.fixed_point import BIAS_MANT_MAX, DECAY_ONE, MESSAGE_BITS, STATE_SHIFT, VTH_MAX, WEIGHT_BITS
 
-from .nir_to_lava import ConvChain, ConvOp, LavaPlan, neuron_params, shared_params, stored_matrix
+from .nir_to_lava import BASIS_CHUNK, ConvChain, ConvOp, LavaPlan, neuron_params, shared_params, stored_matrix
 
 MAX_DELAY = 63  # Loihi 2 synaptic delay (6 bits)
 BIAS_EXP_MAX = 7  # Loihi bias exponent (3 bits, unsigned)
@@ -76,7 +76,9 @@ class ReadyProjection:
         """``[dst, src]`` in the units' Lava order: a ConvChain composed (dense or sparse by its density)."""
         mat = self.weight
         if isinstance(mat, ConvChain):
-            mat = stored_matrix(sp.csr_matrix(mat.apply(np.eye(src_size)).T))
+            blocks = [sp.csr_matrix(mat.apply(np.eye(src_size)[start:start + BASIS_CHUNK]).T)
+                      for start in range(0, src_size, BASIS_CHUNK)]
+            mat = stored_matrix(sp.hstack(blocks).tocsr())
         mat = mat[self.rows][:, self.cols]
         return sp.csr_matrix(mat) if sp.issparse(mat) else np.ascontiguousarray(mat)
 
@@ -146,6 +148,16 @@ def single_conv(chain: ConvChain) -> ConvOp | None:
                   (pad[0] * k[0], pad[1] * k[1]), (1, 1), last.groups)
 
 
+def _fits_conv(conv: ConvOp, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> bool:
+    """Lava's Conv reads its source's (C, H, W) state and writes its target's: both must be those shapes."""
+    if tuple(conv.in_shape) != tuple(src_shape) or len(dst_shape) != 3:
+        return False
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.weight.shape[2:], conv.stride, conv.padding, conv.dilation
+    out = (conv.weight.shape[0], (src_shape[1] + 2 * ph - dh * (kh - 1) - 1) // sh + 1,
+           (src_shape[2] + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
+    return out == tuple(dst_shape)
+
+
 def lava_kernel(kernel: np.ndarray) -> np.ndarray:
     """NIR/torch kernel [C_out, C_in/g, kh, kw] (correlation) -> Lava Conv's [C_out, kw, kh, C_in/g], which
     Lava flips spatially before correlating (it convolves)."""
@@ -153,7 +165,8 @@ def lava_kernel(kernel: np.ndarray) -> np.ndarray:
 
 
 def _neuron_bias(params: dict[str, Any], bias: np.ndarray, precision: str):
-    """(bias_mant, bias_exp) of ``unit`` with the projections' ``bias`` moved in, or a reason it cannot be."""
+    """The neuron bias with the projections' ``bias`` moved in (float: bias_mant; fixed: (bias_mant, bias_exp)),
+    and None; or None and the reason it cannot be."""
     du = np.asarray(params["du"])
     if precision == "float":
         if not np.all(du == 1.0):
@@ -192,6 +205,8 @@ def ready_plan(plan: LavaPlan, precision: str = "float", quant: Any = None, allo
         elif p.delay and graded:
             reason = "a delayed graded input: DelayDense takes binary spikes"
         conv = single_conv(weight) if isinstance(weight, ConvChain) and not p.delay and not reason else None
+        if conv is not None and not _fits_conv(conv, src.shape, plan.units[p.dst].shape):
+            conv = None  # the chain views the states in other shapes (a flatten around it): a matrix instead
         kind = "host" if reason else "conv" if conv else "delay" if p.delay else "matrix"
         if reason:
             host.append(HostPart(f"{p.src}->{p.dst}", reason))
@@ -251,9 +266,10 @@ def ready_plan(plan: LavaPlan, precision: str = "float", quant: Any = None, allo
 
 
 def build_ready_network(ready: ReadyPlan, plan: LavaPlan, steps: int) -> dict[str, Any]:
-    """Create the processes of ``ready`` for samples of ``steps`` steps. Returns ``processes``, ``inputs``
-    (Input node -> (InPort its source feeds, whether to flatten the source's Lava shape for it)), ``records`` (unit -> the OutPort to record:
-    s_out, or a host LIVoltage's v_out) and ``probed`` (LI unit -> its LIFReset, whose v a Monitor reads)."""
+    """Create the processes of ``ready`` for samples of ``steps`` steps. Returns ``processes``, ``inputs`` (Input
+    node -> (InPort its source feeds, whether to flatten the source's Lava shape for it)), ``records`` (unit ->
+    the OutPort to record: s_out, or a host LIVoltage's v_out) and ``probed`` (LI unit -> its LIFReset, whose v
+    a Monitor reads)."""
     from lava.proc.dense.process import DelayDense, Dense
     from lava.proc.conv.process import Conv
     from lava.proc.lif.process import LIFReset

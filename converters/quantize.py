@@ -41,9 +41,9 @@ import torch
 
 from iemf_neuro.errors import UserError
 from iemf_neuro.models.fixed_point import (A_IN_MAX, BIAS_MANT_MAX, DECAY_ONE, PAYLOAD_MAX, STATE_SCALE,
-                                           SYNAPSE_BIAS_MAX, UV_MAX,
-                                           VTH_MAX, FixedPointSpec, decay_ints, input_scale, loihi_lif, mantissa,
-                                           mantissa_range, pow2_floor, range_exponent, shift, threshold_int)
+                                           SYNAPSE_BIAS_MAX, VTH_MAX, FixedPointSpec, decay_ints, input_scale,
+                                           loihi_lif, mantissa, mantissa_range, pow2_floor, range_exponent, shift,
+                                           threshold_int)
 
 from .nir_semantics import METADATA_KEY
 from .nir_to_lava import ConvChain, LavaPlan
@@ -237,7 +237,7 @@ def _range_lam(plan: LavaPlan, name: str, source_range: dict[str, float]) -> flo
         alpha = float(np.max(p.alpha)) if p.has_current else 0.0
         beta = float(np.max(p.beta))
         span = worst / max(1e-12, (1 - alpha)) / max(1e-12, (1 - beta)) if beta < 1 else worst * 1e3
-        limits.append(UV_MAX / STATE_SCALE / span)
+        limits.append(VTH_MAX / span)  # below the largest threshold, so an on-chip LIF read as LI never spikes
     return pow2_floor(min(limits))
 
 
@@ -292,6 +292,15 @@ def _quantize_layer(plan: LavaPlan, name: str, lam: float, exps: dict[int, int |
         projections[i] = ProjectionQuant(w, exp, mode, bias, sigma, _rel_error(approx, _values(pr.weight)), clipped)
     errors["bias_max_error"] = bias_err
     return LayerQuant(lam, du, dv, vth, bias_mant, bias_exp, errors), projections
+
+
+def _check_trained_bias(plan: LavaPlan, name: str, lam: float) -> None:
+    """A trained scale from before biases were bounded would have its biases clipped: refuse instead."""
+    for i in _incoming(plan, name):
+        bias = plan.projections[i].bias
+        if bias is not None and np.any(np.abs(np.round(bias * lam)) > SYNAPSE_BIAS_MAX):
+            raise UserError(f"layer {name!r}: the graph's fixed_point scale puts its bias beyond the neuron's 13-bit "
+                            "bias mantissa (a record from an older version); fine-tune and re-export the run")
 
 
 def trained_spec(plan: LavaPlan) -> FixedPointSpec | None:
@@ -363,6 +372,7 @@ def quantize_plan(plan: LavaPlan, inputs: dict[str, np.ndarray],
         tune = _tuned(plan, name, calibration)
         if spec is not None:
             lam = spec.layers[name].lam
+            _check_trained_bias(plan, name, lam)
             candidates = [{i: spec.layers[name].weight_exp[plan.projections[i].src] for i in incoming}]
         else:
             lam = _range_lam(plan, name, source_range)

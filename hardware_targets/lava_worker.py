@@ -8,10 +8,11 @@ the caller did before (a training run, torch.compile's workers, another multipro
 WORKDIR holds ``job.pkl`` (plan, quantisation, N, T, precision, and for the hardware-ready build its
 ``converters.loihi2_ready.ReadyPlan``), ``in_NAME.npy`` inputs and the ``rec_NAME.npy`` / ``progress.npy``
 memory maps the recorders fill (the hardware-ready build uses Lava's own I/O processes instead: it runs in
-chunks, counts progress itself and copies the sinks' buffers into the memory maps at the end); the worker names its multiprocessing
-temporary folder in ``tempdir.txt`` so that the caller can remove it after a SIGKILL. A UserError is written to
-``error.txt`` and ends the worker with exit code 2. A caller killed outright (SIGKILL) cannot stop the
-group, so the worker watches its parent and, once it is gone, stops, removes WORKDIR and exits.
+chunks, counts progress itself and copies the sinks' buffers into the memory maps at the end); the worker
+names its multiprocessing temporary folder in ``tempdir.txt`` so that the caller can remove it after a
+SIGKILL. A UserError is written to ``error.txt`` and ends the worker with exit code 2. A caller killed
+outright (SIGKILL) cannot stop the group, so the worker watches its parent and, once it is gone, stops,
+removes WORKDIR and exits.
 """
 
 from __future__ import annotations
@@ -116,11 +117,12 @@ def run_ready_job(workdir: Path, parent: int, job: dict) -> None:
     model_map = {}
     for proc in net["processes"]:
         model_map[proc] = model_map[type(proc)] = MODELS[(type(proc), precision)]
+    io_models = {(source.RingBuffer, "float"): source.PySendModelFloat,
+                 (source.RingBuffer, "fixed"): source.PySendModelFixed,
+                 (sink.RingBuffer, "float"): sink.PyReceiveModelFloat,
+                 (sink.RingBuffer, "fixed"): sink.PyReceiveModelFixed}
     for proc in io:
-        model_map[proc] = model_map[type(proc)] = {
-            (source.RingBuffer, "float"): source.PySendModelFloat, (source.RingBuffer, "fixed"): source.PySendModelFixed,
-            (sink.RingBuffer, "float"): sink.PyReceiveModelFloat, (sink.RingBuffer, "fixed"): sink.PyReceiveModelFixed,
-        }[(type(proc), precision)]
+        model_map[proc] = model_map[type(proc)] = io_models[(type(proc), precision)]
     cfg = Loihi2SimCfg(select_tag=tag, exception_proc_model_map=model_map)
     counter = np.load(workdir / "progress.npy", mmap_mode="r+")
     anchor, done = net["processes"][0], 0

@@ -8,10 +8,11 @@ import nir
 import numpy as np
 import pytest
 import torch
-from cases import assert_one_line_error, conv_pool_if, recurrent_cuba, run_cli, unequal_merge
+from cases import assert_one_line_error, conv_pool_if, lif, recurrent_cuba, run_cli, unequal_merge
 
 from converters.loihi2_ready import lava_kernel, ready_plan, single_conv
 from converters.model_to_nir import export_model
+from converters.nir_semantics import METADATA_KEY
 from converters.nir_to_lava import ConvChain, ConvOp, plan_graph
 from converters.quantize import quantize_plan
 from hardware_targets.lava_sim import simulate_graph
@@ -106,3 +107,32 @@ def test_cli_builds_hardware_ready_or_refuses_in_one_line(tmp_path):
         meta = json.loads(str(out["meta"]))
     assert meta["deployment"]["on_chip"] == {"cuba": "LIFReset"} and set(meta["deployment"]["host"]) == {
         "cuba->cuba", "in->cuba"}
+
+
+def flat_conv_graph() -> nir.NIRGraph:
+    """Conv2d -> Flatten -> a flat LIF population: the convolution's output is not the target's (C, H, W)."""
+    rng = np.random.default_rng(0)
+    n = 2 * 4 * 4
+    return nir.NIRGraph(nodes={
+        "in": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+        "conv": nir.Conv2d(input_shape=(4, 4), weight=rng.normal(0, 1, (2, 1, 3, 3)), stride=1, padding=1,
+                           dilation=1, groups=1, bias=np.full(2, 0.1)),
+        "flat": nir.Flatten(start_dim=0, end_dim=-1, input_type={"input": np.array([2, 4, 4])}),
+        "lif": lif(n), "out": nir.Output(output_type={"output": np.array([n])}),
+    }, edges=[("in", "conv"), ("conv", "flat"), ("flat", "lif"), ("lif", "out")], metadata={"dt": 1.0})
+
+
+def test_a_convolution_into_a_flat_population_becomes_a_matrix():
+    graph = flat_conv_graph()
+    ready = ready_plan(plan_graph(graph))
+    assert ready.on_chip["in->lif"] == "Dense/Sparse (composed chain)" and ready.shapes["lif"] == (32,)
+    assert_same_run(graph, graph_inputs(graph, 2, 5), "float")
+
+
+def test_a_trained_scale_that_would_clip_a_bias_is_refused():
+    graph = flat_conv_graph()
+    record = {"fixed_point": {"input_scale": {"in": 127.0},
+                              "layers": {"lif": {"lam": 2.0**16, "weight_exp": {"in": 0}}}}}
+    graph.metadata[METADATA_KEY] = json.dumps(record)
+    with pytest.raises(UserError, match="13-bit bias mantissa"):
+        quantize_plan(plan_graph(graph), graph_inputs(graph, 2, 5))
