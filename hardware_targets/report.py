@@ -320,7 +320,7 @@ def deployability_note(deployment: dict[str, Any]) -> str:
     if "unavailable" in deployment:
         return f"No hardware-ready build: {deployment['unavailable']}"
     host = deployment["host"]
-    return (f"Hardware-ready build (`simulate --build loihi2-ready`), decided on the float build: "
+    return (f"Hardware-ready build (simulate --build loihi2-ready), decided on the float build: "
             f"{len(deployment['on_chip'])} processes on chip, {len(host)} on the host"
             + (" (listed with the reason)." if host else ": the whole network runs on Loihi 2 processes; the host "
                "only feeds and reads it.") + " In fixed point a neuron whose leak and projection biases together "
