@@ -26,31 +26,34 @@ SAMPLES = 30
 MODALITIES = ("audio", "visual")
 
 
-def compare(config_name: str, precision: str) -> tuple[int, int, dict]:
+def compare(config_name: str) -> tuple[int, int, int]:
+    """(differing spike entries, spike entries, host processes) of one config, float and fixed together."""
     run = load_run(trained_run(config_name, 0))
     x = encoded(run, "test")
     inputs = {m: x[m][:SAMPLES] for m in MODALITIES}
-    calibration = {m: v for m, v in encoded(run, "train", calibration=True).items() if m in MODALITIES} \
-        if precision == "fixed" else None
+    calibration = {m: v for m, v in encoded(run, "train", calibration=True).items() if m in MODALITIES}
     graph = export_model(run.model, run.model_config)
-    sim = simulate_graph(graph, inputs, precision, progress=False, calibration=calibration)
-    ready = simulate_graph(graph, inputs, precision, progress=False, calibration=calibration, build="loihi2-ready")
-    differ = {k: int((ready.spikes[k] != v).sum()) for k, v in sim.spikes.items()}
-    entries = sum(v.size for v in sim.spikes.values())
-    print(f"{config_name:<14}{precision:<7}differing {differ}  spikes {sum(int(v.sum()) for v in sim.spikes.values())}"
-          f"  wall: simulation {sim.wall_s:.1f} s, ready {ready.wall_s:.1f} s", flush=True)
-    print(f"{'':<21}on chip: {ready.deployment['on_chip']}", flush=True)
-    print(f"{'':<21}host: {ready.deployment['host'] or 'none'}", flush=True)
-    return sum(differ.values()), entries, ready.deployment["host"]
+    differing = total = host = 0
+    for precision in ("float", "fixed"):
+        calib = calibration if precision == "fixed" else None
+        sim = simulate_graph(graph, inputs, precision, progress=False, calibration=calib)
+        ready = simulate_graph(graph, inputs, precision, progress=False, calibration=calib, build="loihi2-ready")
+        differ = {k: int((ready.spikes[k] != v).sum()) for k, v in sim.spikes.items()}
+        print(f"{config_name:<14}{precision:<7}differing {differ}  spikes "
+              f"{sum(int(v.sum()) for v in sim.spikes.values())}  wall: simulation {sim.wall_s:.1f} s, ready "
+              f"{ready.wall_s:.1f} s", flush=True)
+        print(f"{'':<21}on chip: {ready.deployment['on_chip']}", flush=True)
+        print(f"{'':<21}host: {ready.deployment['host'] or 'none'}", flush=True)
+        differing += sum(differ.values())
+        total += sum(v.size for v in sim.spikes.values())
+        host += len(ready.deployment["host"])
+    return differing, total, host
 
 
 def main() -> None:
     print(f"hardware-ready vs simulation build, seed 0, first {SAMPLES} AV-Digits test samples\n")
-    total = differing = host = 0
-    for config_name in CONFIGS:
-        for precision in ("float", "fixed"):
-            d, n, h = compare(config_name, precision)
-            differing, total, host = differing + d, total + n, host + len(h)
+    counts = [compare(config_name) for config_name in CONFIGS]
+    differing, total, host = (sum(c[i] for c in counts) for i in range(3))
     print(f"\nhardware-ready vs simulation build: {differing} differing spike entries of {total:,}; "
           f"host processes: {host}")
 

@@ -235,6 +235,7 @@ class _LavaConvStep(PyLoihiProcessModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         torch.set_num_threads(1)
+        self.kernel = None  # the weights as torch correlates them, made once (they are static)
 
     def run_spk(self):
         self.a_out.send(self.a_buf)
@@ -242,9 +243,11 @@ class _LavaConvStep(PyLoihiProcessModel):
         if not s_in.any():
             self.a_buf = np.zeros(self.a_buf.shape, dtype=self.a_buf.dtype)
             return
+        if self.kernel is None:
+            self.kernel = torch.from_numpy(np.ascontiguousarray(self.weight[:, ::-1, ::-1].transpose(0, 3, 2, 1),
+                                                                dtype=np.float64))
         x = torch.from_numpy(np.asarray(s_in, dtype=np.float64).transpose(2, 1, 0))[None]
-        w = torch.from_numpy(np.ascontiguousarray(self.weight[:, ::-1, ::-1].transpose(0, 3, 2, 1), dtype=np.float64))
-        acc = torch.nn.functional.conv2d(x, w, None, tuple(self.stride[::-1]), tuple(self.padding[::-1]),
+        acc = torch.nn.functional.conv2d(x, self.kernel, None, tuple(self.stride[::-1]), tuple(self.padding[::-1]),
                                          tuple(self.dilation[::-1]), int(self.groups[0]))[0].numpy().transpose(2, 1, 0)
         self.a_buf = self.accumulated(acc)
 

@@ -55,14 +55,16 @@ class ReadyProjection:
     dst: str
     kind: str
     weight: Any  # conv: Lava kernel [C_out, kw, kh, C_in / groups]; else the plan's matrix or ConvChain
-    rows: np.ndarray | None = None  # Lava order of the target's and the source's states (matrices)
-    cols: np.ndarray | None = None
+    bias: np.ndarray  # per target neuron, NIR order: moved into the neuron, or carried by a host projection
     delay: int = 0
     conv: ConvOp | None = None  # the (composite) convolution, NIR geometry
-    bias: np.ndarray | None = None  # host projections only (in the target's Lava order)
     weight_exp: int = 0
     sign_mode: str | None = None
     recurrent: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.src}->{self.dst}"
 
     @property
     def process(self) -> str:
@@ -71,16 +73,6 @@ class ReadyProjection:
         if isinstance(self.weight, ConvChain):
             return "Dense/Sparse (composed chain)"
         return "Sparse" if sp.issparse(self.weight) else "Dense"
-
-    def matrix(self, src_size: int) -> np.ndarray | sp.csr_matrix:
-        """``[dst, src]`` in the units' Lava order: a ConvChain composed (dense or sparse by its density)."""
-        mat = self.weight
-        if isinstance(mat, ConvChain):
-            blocks = [sp.csr_matrix(mat.apply(np.eye(src_size)[start:start + BASIS_CHUNK]).T)
-                      for start in range(0, src_size, BASIS_CHUNK)]
-            mat = stored_matrix(sp.hstack(blocks).tocsr())
-        mat = mat[self.rows][:, self.cols]
-        return sp.csr_matrix(mat) if sp.issparse(mat) else np.ascontiguousarray(mat)
 
 
 @dataclass
@@ -98,6 +90,7 @@ class ReadyPlan:
 
     precision: str
     shapes: dict[str, tuple[int, ...]]  # unit -> Lava state shape: (W, H, C) or (size,)
+    orders: dict[str, np.ndarray]  # unit -> index into its NIR-flat state of each Lava state entry
     neurons: dict[str, ReadyNeuron]
     projections: list[ReadyProjection]
     host: list[HostPart] = field(default_factory=list)
@@ -107,8 +100,19 @@ class ReadyPlan:
         """Process name -> Lava process class, for everything the chip holds."""
         kinds = {"lif": "LIFReset", "li-probe": "LIFReset (v probed)"}
         out = {n: kinds[u.kind] for n, u in self.neurons.items() if u.kind in kinds}
-        out.update({f"{p.src}->{p.dst}": p.process for p in self.projections if p.kind != "host"})
+        out.update({p.name: p.process for p in self.projections if p.kind != "host"})
         return out
+
+    def matrix(self, p: ReadyProjection) -> np.ndarray | sp.csr_matrix:
+        """``p``'s ``[dst, src]`` in the units' Lava order: a ConvChain composed (dense or sparse by density)."""
+        rows, cols = self.orders[p.dst], self.orders[p.src]
+        mat = p.weight
+        if isinstance(mat, ConvChain):
+            blocks = [sp.csr_matrix(mat.apply(np.eye(cols.size)[start:start + BASIS_CHUNK]).T)
+                      for start in range(0, cols.size, BASIS_CHUNK)]
+            mat = stored_matrix(sp.hstack(blocks).tocsr())
+        mat = mat[rows][:, cols]
+        return sp.csr_matrix(mat) if sp.issparse(mat) else np.ascontiguousarray(mat)
 
     def summary(self) -> dict[str, Any]:
         return {"build": "loihi2-ready", "on_chip": self.on_chip,
@@ -189,29 +193,29 @@ def ready_plan(plan: LavaPlan, precision: str = "float", quant: Any = None, allo
     Raises UserError naming the first part without an on-chip form, unless ``allow_host``."""
     host: list[HostPart] = []
     feeds = {p.src for p in plan.projections}
-    projs = []
+    projections = []
     for i, p in enumerate(plan.projections):
         q = quant.projections[i] if precision == "fixed" else None
-        src = plan.units[p.src]
-        graded = src.neuron is None or not src.neuron.spiking
-        weight = q.weight if q else p.weight
-        bias = (q.bias if q else p.bias)
-        bias = np.zeros(plan.units[p.dst].size) if bias is None else np.asarray(bias)
+        src, dst = plan.units[p.src], plan.units[p.dst]
+        weight, bias = (q.weight, q.bias) if q else (p.weight, p.bias)
         reason = None
         if p.recurrent:
             reason = "recurrent: its spike in flight at a sample boundary would enter the next sample"
         elif p.delay > MAX_DELAY:
             reason = f"needs a delay of {p.delay} steps; Loihi 2 synapses delay at most {MAX_DELAY}"
-        elif p.delay and graded:
+        elif p.delay and src.graded:
             reason = "a delayed graded input: DelayDense takes binary spikes"
         conv = single_conv(weight) if isinstance(weight, ConvChain) and not p.delay and not reason else None
-        if conv is not None and not _fits_conv(conv, src.shape, plan.units[p.dst].shape):
+        if conv is not None and not _fits_conv(conv, src.shape, dst.shape):
             conv = None  # the chain views the states in other shapes (a flatten around it): a matrix instead
         kind = "host" if reason else "conv" if conv else "delay" if p.delay else "matrix"
+        proj = ReadyProjection(p.src, p.dst, kind, lava_kernel(conv.weight) if conv else weight,
+                               np.zeros(dst.size) if bias is None else np.asarray(bias), p.delay, conv,
+                               q.weight_exp if q else 0, q.sign_mode if q else None, p.recurrent)
         if reason:
-            host.append(HostPart(f"{p.src}->{p.dst}", reason))
-        projs.append((kind, weight, bias, conv, q, graded))
-    conv_units = {n for (kind, *_), p in zip(projs, plan.projections) if kind == "conv" for n in (p.src, p.dst)}
+            host.append(HostPart(proj.name, reason))
+        projections.append(proj)
+    conv_units = {n for p in projections if p.kind == "conv" for n in (p.src, p.dst)}
     shapes = {n: _lava_shape(u.shape, n in conv_units) for n, u in plan.units.items()}
     orders = {n: lava_order(u.shape, n in conv_units) for n, u in plan.units.items()}
 
@@ -219,16 +223,15 @@ def ready_plan(plan: LavaPlan, precision: str = "float", quant: Any = None, allo
     for name, unit in plan.neurons.items():
         params = neuron_params(unit, precision, quant)
         shared = shared_params(params)
-        incoming = [(p, pr) for p, pr in zip(plan.projections, projs) if p.dst == name and pr[0] != "host"]
-        moved = sum((pr[2] for _, pr in incoming), np.zeros(unit.size))
-        merged, why = _neuron_bias(params, moved, precision) if np.any(moved != 0) else (
-            (params["bias_mant"], params["bias_exp"]) if precision == "fixed" else params["bias_mant"], None)
-        if why is not None:
-            host.extend(HostPart(f"{p.src}->{p.dst}", f"bias into {name}: {why}") for p, _ in incoming)
-            for j, (p, pr) in enumerate(zip(plan.projections, projs)):
-                if p.dst == name and pr[0] != "host":
-                    projs[j] = ("host",) + pr[1:]
-            merged = (params["bias_mant"], params["bias_exp"]) if precision == "fixed" else params["bias_mant"]
+        incoming = [p for p in projections if p.dst == name and p.kind != "host"]
+        moved = sum((p.bias for p in incoming), np.zeros(unit.size))
+        unchanged = (params["bias_mant"], params["bias_exp"]) if precision == "fixed" else params["bias_mant"]
+        merged, why = _neuron_bias(params, moved, precision) if np.any(moved != 0) else (unchanged, None)
+        if why is not None:  # the biased projections keep their bias on the host
+            for p in incoming:
+                host.append(HostPart(p.name, f"bias into {name}: {why}"))
+                p.kind = "host"
+            merged = unchanged
         if precision == "fixed":
             params = {**params, "bias_mant": merged[0], "bias_exp": merged[1]}
         else:
@@ -249,20 +252,11 @@ def ready_plan(plan: LavaPlan, precision: str = "float", quant: Any = None, allo
             host.append(HostPart(name, why))
         neurons[name] = ReadyNeuron(name, kind, params)
 
-    projections = []
-    for p, (kind, weight, bias, conv, q, graded) in zip(plan.projections, projs):
-        extra = dict(weight_exp=q.weight_exp if q else 0, sign_mode=q.sign_mode if q else None,
-                     recurrent=p.recurrent, delay=p.delay)
-        if kind == "conv":
-            projections.append(ReadyProjection(p.src, p.dst, kind, lava_kernel(conv.weight), conv=conv, **extra))
-        else:
-            projections.append(ReadyProjection(p.src, p.dst, kind, weight, orders[p.dst], orders[p.src],
-                                               bias=bias[orders[p.dst]] if kind == "host" else None, **extra))
     if host and not allow_host:
         first = host[0]
         raise UserError(f"{first.process} cannot run on Loihi 2: {first.reason}; build with --allow-host to keep "
                         f"it on a host process ({len(host)} part(s) need the host)")
-    return ReadyPlan(precision, shapes, neurons, projections, host)
+    return ReadyPlan(precision, shapes, orders, neurons, projections, host)
 
 
 def build_ready_network(ready: ReadyPlan, plan: LavaPlan, steps: int) -> dict[str, Any]:
@@ -295,29 +289,28 @@ def build_ready_network(ready: ReadyPlan, plan: LavaPlan, steps: int) -> dict[st
     inputs: dict[str, list[Any]] = {n: [] for n in plan.inputs}
     for p in ready.projections:
         src = plan.units[p.src]
-        graded = src.neuron is None or not src.neuron.spiking
-        bits = dict(num_message_bits=MESSAGE_BITS if graded else 0)
+        bits = dict(num_message_bits=MESSAGE_BITS if src.graded else 0)
         fixed = ready.precision == "fixed"
         exps = dict(weight_exp=p.weight_exp, num_weight_bits=WEIGHT_BITS) if fixed else {}
         signs = dict(sign_mode=SignMode[p.sign_mode]) if fixed and p.sign_mode else {}
-        name = f"{p.src}->{p.dst}"
+        name = p.name
         if p.kind == "conv":
             c = p.conv
             syn = Conv(weight=p.weight, input_shape=ready.shapes[p.src], padding=c.padding[::-1],
                        stride=c.stride[::-1], dilation=c.dilation[::-1], groups=c.groups, name=name, **bits, **exps)
         elif p.kind == "delay":
-            mat = p.matrix(src.size)
+            mat = ready.matrix(p)
             mat = mat.toarray() if sp.issparse(mat) else mat
             syn = DelayDense(weights=mat, delays=np.full(mat.shape, p.delay, dtype=int), name=name, **bits, **exps,
                              **signs)
         else:
-            mat = p.matrix(src.size)
+            mat = ready.matrix(p)
             sparse = sp.issparse(mat)
             if p.kind == "host":
                 reset = dict(reset_interval=steps, reset_offset=plan.units[p.dst].reset_offset % steps) \
                     if p.recurrent else {}
                 cls = host.SynapseSparse if sparse else host.SynapseDense
-                syn = cls(weights=mat, bias=p.bias, name=name, **bits, **exps, **signs, **reset)
+                syn = cls(weights=mat, bias=p.bias[ready.orders[p.dst]], name=name, **bits, **exps, **signs, **reset)
             else:
                 syn = (Sparse if sparse else Dense)(weights=mat, name=name, **bits, **exps, **signs)
         processes.append(syn)

@@ -67,6 +67,11 @@ class Unit:
         return int(np.prod(self.shape, dtype=np.int64))
 
     @property
+    def graded(self) -> bool:
+        """Sends graded values (an Input's data, a non-spiking neuron's v), not binary spikes."""
+        return self.neuron is None or not self.neuron.spiking
+
+    @property
     def reset_offset(self) -> int:
         """Lava step (mod T) at which this unit's sample window starts."""
         return self.latency + 1
@@ -462,7 +467,6 @@ def build_network(plan: LavaPlan, steps: int, precision: str = "float", quant: A
     for i, proj in enumerate(plan.projections):
         src = plan.units[proj.src]
         dst = plan.units[proj.dst]
-        graded = src.neuron is None or not src.neuron.spiking
         if precision == "fixed":
             q = quant.projections[i]
             from lava.utils.weightutils import SignMode
@@ -478,7 +482,7 @@ def build_network(plan: LavaPlan, steps: int, precision: str = "float", quant: A
             syn = lava.SynapseConv(chain=weight, weight_exp=exp, **common)
         else:
             cls = lava.SynapseSparse if sp.issparse(weight) else lava.SynapseDense
-            syn = cls(weights=weight, num_message_bits=MESSAGE_BITS if graded else 0, **common, **extra)
+            syn = cls(weights=weight, num_message_bits=MESSAGE_BITS if src.graded else 0, **common, **extra)
         processes.append(syn)
         entry = syn.s_in
         if proj.delay > 0:

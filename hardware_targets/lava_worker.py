@@ -91,15 +91,14 @@ def run_ready_job(workdir: Path, parent: int, job: dict) -> None:
     from lava.proc.monitor.process import Monitor
 
     from converters.lava_processes import MODELS
-    from converters.loihi2_ready import build_ready_network, lava_order
+    from converters.loihi2_ready import build_ready_network
 
     ready, plan, n, steps, precision = job["ready"], job["plan"], job["n"], job["steps"], job["precision"]
     net = build_ready_network(ready, plan, steps)
     total = n * steps + plan.max_latency
     io, sinks, monitors = [], {}, {}
     for name, ports in net["inputs"].items():
-        flat = np.load(workdir / f"in_{name}.npy").reshape(n * steps, -1)[:, lava_order(
-            plan.units[name].shape, len(ready.shapes[name]) > 1)]
+        flat = np.load(workdir / f"in_{name}.npy").reshape(n * steps, -1)[:, ready.orders[name]]
         data = np.zeros(ready.shapes[name] + (total,))
         data[..., :n * steps] = np.moveaxis(flat.reshape((n * steps,) + ready.shapes[name]), 0, -1)
         src = source.RingBuffer(data=data)
@@ -143,7 +142,7 @@ def run_ready_job(workdir: Path, parent: int, job: dict) -> None:
         unit, lava_shape = plan.units[name], ready.shapes[name]
         by_step = np.moveaxis(data.reshape(lava_shape + (total,)), -1, 0).reshape(total, -1)
         nir_flat = np.empty_like(by_step)
-        nir_flat[:, lava_order(unit.shape, len(lava_shape) > 1)] = by_step
+        nir_flat[:, ready.orders[name]] = by_step
         rec = np.load(workdir / f"rec_{name}.npy", mmap_mode="r+")
         rec[:] = nir_flat[unit.latency:unit.latency + n * steps].reshape(rec.shape)
         rec.flush()
