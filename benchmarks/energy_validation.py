@@ -1,12 +1,15 @@
-"""Our cost model against published silicon: networks rebuilt from their papers' descriptions, no downloads.
+"""Our cost model against published silicon: one network Intel ships and measured, one rebuilt from its paper.
 
 Rows (published figure, source):
 
 * Intel lava-dl PilotNet LIF benchmark notebook, Loihi 2 (tutorials/lava/lib/dl/netx/pilotnet_snn/
   benchmark.ipynb): 408.91 frames/s at 16 steps per frame, total 1.661 mJ and dynamic 1.094 mJ per frame,
   static 0.232 W; and Lava's partition, cores per layer (the notebook's "Per core distribution" table).
-  Spike rates per layer: lava-dl's PilotNet LIF ground-truth spikes (tests/lava/lib/dl/netx/gts/pilotnet_lif),
-  their mean non-zero fractions, rounded, typed in below.
+  The network is Intel's own netx file (benchmarks/data/pilotnet_lif, BSD-3, see its NOTICE.md), imported with
+  ``converters.netx_to_nir`` and run in our fixed-point Lava simulation on lava-dl's ground-truth frame for one
+  16-step window: every spike counted here is one Loihi 2 produced (tests/test_netx_pilotnet.py checks them
+  against lava-dl's ground truth, bit for bit). The notebook ran one frame written into the input layer's bias
+  (no synaptic ops into that layer), as here.
 * Blouw et al. 2019 (arXiv 1812.01739), Table 1: Jetson TX1 at batch 1, 5.6 mJ dynamic per inference; and
   Loihi, 0.081 W dynamic at 296 inferences/s (0.27 mJ). The keyword spotter (390 -> 256 -> 256, output on the
   host) from abr/power_benchmarks; its spike rates and steps per inference are ASSUMED (KWS_RATES, KWS_STEPS).
@@ -14,7 +17,7 @@ Rows (published figure, source):
 Which constants were fitted to what (the rest are borrowed or published, never fitted here):
   loihi2 dense_synapse_bits, axon_header_bits and neurons_per_core: calibrated to the PilotNet partition
   (so the cores rows are a consistency check, not held out); loihi2 t_synop_s: calibrated to PilotNet's
-  time per step on Lava's 74-core partition (1.5 ns; the borrowed Loihi 1 figure, 3.5 ns, gives 327 us, 2.1x
+  time per step on Lava's 74-core partition (1.3 ns; the borrowed Loihi 1 figure, 3.5 ns, gives 2.5x
   the measured 153 us); ann-gpu platform_overhead_s: from Blouw's Jetson row. Held out (no constant fitted
   to it): PilotNet's dynamic energy per frame and the keyword spotter's dynamic energy on Loihi 1. Total
   energy per frame uses the calibrated step time and the notebook's own static power, so it is reported, not
@@ -26,26 +29,26 @@ Run: ``.venv/bin/python benchmarks/energy_validation.py``; prints the table, the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nir
 import numpy as np
 
+from converters.netx_to_nir import netx_to_nir
 from hardware_targets.counting import count_graph
 from hardware_targets.energy import estimate
+from hardware_targets.lava_sim import simulate_graph
 from hardware_targets.mapping import map_graph
 from hardware_targets.targets import load_target
 
-# (name, channels, W, H, kernel, stride W, stride H, pad H) in Lava's (W, H, C) order; our layers are (C, W, H)
-PILOTNET_CONV = [("conv0", 24, 99, 32, 3, 2, 2, 0), ("conv1", 36, 49, 15, 3, 2, 2, 0),
-                 ("conv2", 48, 24, 7, 3, 2, 2, 0), ("conv3", 64, 22, 4, 3, 1, 2, 1),
-                 ("conv4", 64, 20, 2, 3, 1, 1, 0)]
-PILOTNET_DENSE = [("fc0", 100), ("fc1", 50), ("fc2", 10), ("fc3", 1)]
-RATES = {"input": 0.887, "conv0": 0.091, "conv1": 0.100, "conv2": 0.120, "conv3": 0.108, "conv4": 0.110,
-         "fc0": 0.094, "fc1": 0.041, "fc2": 0.033, "fc3": 0.0}
-LAVA_CORES = {"input": 13, "conv0": 25, "conv1": 13, "conv2": 3, "conv3": 3, "conv4": 2, "fc0": 12, "fc1": 1,
-              "fc2": 1, "fc3": 1}
+PILOTNET = Path(__file__).resolve().parent / "data" / "pilotnet_lif"
+# the notebook's per-core table, by our imported node names (layer0 = input, layer1-5 = conv0-4, layer7-10 = fc0-3)
+LAVA_CORES = {"layer0": 13, "layer1": 25, "layer2": 13, "layer3": 3, "layer4": 3, "layer5": 2, "layer7": 12,
+              "layer8": 1, "layer9": 1, "layer10": 1}
 STEPS = 16
 # Blouw et al. 2019 keyword spotter: ASSUMED activity (the paper publishes neither): each inference 10 steps,
-# each on/off input neuron and each hidden neuron firing on 10 % of the steps (PilotNet LIF's layers: 9-12 %)
+# each on/off input neuron and each hidden neuron firing on 10 % of the steps (PilotNet LIF after its input
+# layer: 2-13 %)
 KWS_RATES = {"input": 0.1, "hidden0": 0.1, "hidden1": 0.1}
 KWS_STEPS = 10
 
@@ -55,28 +58,13 @@ def lif(shape):
                    v_threshold=np.ones(shape))
 
 
-def pilotnet() -> nir.NIRGraph:
-    """PilotNet LIF as the notebook prints it: a 200 x 66 x 3 spiking input layer, 5 convs, 4 dense layers."""
-    nodes = {"image": nir.Input(input_type=np.array([3, 200, 66])), "input": lif((3, 200, 66))}
-    edges = [("image", "input")]
-    prev, shape = "input", (3, 200, 66)
-    for name, c, w, h, k, sw, sh, ph in PILOTNET_CONV:
-        nodes[f"{name}.w"] = nir.Conv2d(input_shape=shape[1:], weight=np.ones((c, shape[0], k, k)),
-                                        stride=(sw, sh), padding=(0, ph), dilation=1, groups=1, bias=np.zeros(c))
-        nodes[name] = lif((c, w, h))
-        edges += [(prev, f"{name}.w"), (f"{name}.w", name)]
-        prev, shape = name, (c, w, h)
-    nodes["flat"] = nir.Flatten(input_type={"input": np.array(shape)})
-    edges.append((prev, "flat"))
-    prev, width = "flat", int(np.prod(shape))
-    for name, n in PILOTNET_DENSE:
-        nodes[f"{name}.w"] = nir.Linear(np.ones((n, width)))
-        nodes[name] = lif(n)
-        edges += [(prev, f"{name}.w"), (f"{name}.w", name)]
-        prev, width = name, n
-    nodes["out"] = nir.Output(output_type=np.array([1]))
-    edges.append((prev, "out"))
-    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+def pilotnet() -> tuple[nir.NIRGraph, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Intel's PilotNet LIF, imported from its netx file, and one frame's window of it: inputs and spikes."""
+    graph = netx_to_nir(PILOTNET / "network.net")
+    frame = np.load(PILOTNET / "image.npy").transpose(2, 1, 0).astype(np.float64)  # (W, H, C) -> (C, H, W)
+    inputs = {"input": np.broadcast_to(frame, (1, STEPS, *frame.shape))}
+    run = simulate_graph(graph, inputs, precision="fixed", progress=False)
+    return graph, inputs, run.spikes
 
 
 def kws() -> nir.NIRGraph:
@@ -96,17 +84,21 @@ def kws() -> nir.NIRGraph:
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
 
 
+def driven_on_chip(counts, layer: str):
+    """``counts`` with no synaptic ops into ``layer``: the chip drives it itself (a bias or an on-chip encoder)."""
+    counts.layers[layer].acs[:] = 0
+    counts.layers[layer].macs[:] = 0
+    return counts
+
+
 def counts_at(graph: nir.NIRGraph, rates: dict[str, float], steps: int, input_node: str):
     """Counts of one inference with every neuron layer firing at its given rate per step (seeded), the input
-    layer driven on chip (no synaptic ops into it)."""
+    layer driven on chip."""
     rng = np.random.default_rng(0)
     shapes = {n: tuple(np.asarray(node.tau).shape) for n, node in graph.nodes.items() if isinstance(node, nir.LIF)}
     spikes = {n: (rng.random((1, steps, *s)) < rates[n]).astype(np.uint8) for n, s in shapes.items()}
     inputs = {input_node: np.ones((1, steps, *graph.nodes[input_node].input_type["input"]), np.float32)}
-    counts = count_graph(graph, inputs, spikes)
-    counts.layers["input"].acs[:] = 0
-    counts.layers["input"].macs[:] = 0
-    return counts
+    return driven_on_chip(count_graph(graph, inputs, spikes), "input")
 
 
 def kws_row() -> tuple[str, float, float, str]:
@@ -119,13 +111,16 @@ def kws_row() -> tuple[str, float, float, str]:
 
 
 def main() -> None:
-    graph = pilotnet()
-    # the input layer is driven by a bias on chip (the frame is written into it): no synaptic ops into it
-    counts = counts_at(graph, RATES, STEPS, "image")
+    graph, inputs, spikes = pilotnet()
+    counts = driven_on_chip(count_graph(graph, inputs, spikes), "layer0")  # the frame is layer0's bias on chip
+    rates = {name: float(s.mean()) for name, s in spikes.items()}
+    print("PilotNet LIF spikes per neuron and step (our fixed-point run of Intel's file): "
+          + ", ".join(f"{name} {rate:.3f}" for name, rate in rates.items()))
     target = load_target("loihi2")
-    partition = map_graph(graph, target)  # Lava's partitioner does not balance: the chip ran this partition
+    driven = frozenset({"layer0"})
+    partition = map_graph(graph, target, bias_driven=driven)  # Lava's partitioner does not balance
     report = estimate(counts, partition, target)
-    balanced = map_graph(graph, target, counts)
+    balanced = map_graph(graph, target, counts, bias_driven=driven)
     t_step = report.latency_step_s.mean
     rows = [("PilotNet LIF, Loihi 2: dynamic energy per frame (J)", 1.093544e-3, report.core.mean, "held out"),
             ("PilotNet LIF, Loihi 2: time per step (s)", 1 / (408.91 * STEPS), t_step, "calibrated"),

@@ -42,7 +42,7 @@ from .nir_semantics import METADATA_KEY
 LAM = float(STATE_SCALE)  # a_in per unit of float current: slayer's weight scale (threshold = vThMant / 64)
 BIAS_RANGE = (-BIAS_MANT_MAX - 1, BIAS_MANT_MAX)  # Lava LIF's signed 13-bit bias mantissa
 NEURON_TYPES = ("CUBA", "LOIHI")  # netx builds both as a Lava LIF
-SUPPORTED = "input (shape only), flatten, dense and conv layers of CUBA/LOIHI neurons"
+SUPPORTED = "input, flatten, dense and conv layers of CUBA/LOIHI neurons"
 INPUT_NODE, OUTPUT_NODE = "input", "output"
 
 
@@ -105,6 +105,7 @@ class _Builder:
         self.source: str | None = None  # the unit the next layer reads
         self.shape: tuple[int, ...] | None = None  # its output shape, (C, H, W) or (n,)
         self.flatten = False
+        self.input_transform: dict[str, float] = {}  # an input layer's neuron: its data loader's scalars
 
     def build(self, layers) -> nir.NIRGraph:
         count = len(layers)
@@ -132,16 +133,29 @@ class _Builder:
         record = {"source": {"format": "netx", "file": self.path.name}, "layers": list(self.layers),
                   "output_node": OUTPUT_NODE,
                   "fixed_point": {"input_scale": {INPUT_NODE: 1.0}, "layers": self.layers}}
+        if self.input_transform:
+            record["input_transform"] = self.input_transform
         return nir.NIRGraph(nodes=self.nodes, edges=self.edges, type_check=False,
                             metadata={"dt": 1.0, "reset": "zero", METADATA_KEY: json.dumps(record)})
 
     def _input(self, cfg, i: int) -> None:
-        if "neuron" in cfg.keys():
-            raise UserError(f"{self.path}: layer {i} is an input layer with a neuron, whose input port netx's Input "
-                            "block leaves unconnected; export the input block without neuron_params")
         if self.source is not None:
             raise UserError(f"{self.path}: layer {i} is an input layer after other layers; only layer 0 may be one")
         self._add_input(tuple(int(s) for s in np.atleast_1d(cfg["shape"])))
+        if "neuron" in cfg.keys():
+            self._input_neurons(cfg, i)
+
+    def _input_neurons(self, cfg, i: int) -> None:
+        """netx's Input block with a neuron takes its input through ``bias_mant`` (its in-port is left
+        unconnected; lava-dl's PilotNet writes each frame there): the Input node carries those values, and a
+        Scale(1/64) feeds them into the neuron as a current. That adds our one synaptic step where netx has
+        none, and the file's scalar ``weight``/``bias`` (the transform a data loader applies to make the
+        values) are recorded, not applied."""
+        transform = {key: float(np.asarray(cfg[key]).reshape(-1)[0]) for key in ("weight", "bias")
+                     if key in cfg.keys()}
+        self.input_transform = transform
+        neuron = _neuron(cfg["neuron"], self.shape, np.zeros(self.shape), self.path, i)
+        self._add_layer(f"layer{i}", [nir.Scale(scale=np.full(self.shape, 1.0 / LAM))], neuron, self.shape, 0)
 
     def _add_input(self, shape: tuple[int, ...]) -> None:
         self.nodes[INPUT_NODE] = nir.Input(input_type={"input": np.array(shape)})
@@ -182,7 +196,12 @@ class _Builder:
             node, exp = self._conv(cfg, i)
             chain.append(node)
             shape = tuple(int(s) for s in np.atleast_1d(cfg["shape"]))
-        self.nodes[name] = _neuron(cfg, shape, self.path, i, kind)
+        neuron = _neuron(cfg["neuron"], shape, _bias(cfg, shape, self.path, i, kind), self.path, i)
+        self._add_layer(name, chain, neuron, shape, exp)
+
+    def _add_layer(self, name: str, chain: list[nir.NIRNode], neuron: nir.NIRNode, shape: tuple[int, ...],
+                   exp: int) -> None:
+        self.nodes[name] = neuron
         previous = self.source
         for k, node in enumerate(chain):
             self.nodes[f"{name}.syn{k}"] = node
@@ -251,9 +270,8 @@ def _scalar(neuron, key: str, path: Path, i: int, default: int | None = None) ->
     return int(value.reshape(-1)[0])
 
 
-def _neuron(cfg, shape: tuple[int, ...], path: Path, i: int, kind: str) -> nir.NIRNode:
+def _neuron(neuron, shape: tuple[int, ...], bias: np.ndarray, path: Path, i: int) -> nir.NIRNode:
     """The NIR neuron node of a netx CUBA layer (module docstring); refuses what netx's LIF silently drops."""
-    neuron = cfg["neuron"]
     ntype = neuron["type"]
     if ntype not in NEURON_TYPES:
         raise UserError(f"{path}: layer {i} has {ntype!r} neurons; netx_to_nir imports {SUPPORTED}")
@@ -272,7 +290,6 @@ def _neuron(cfg, shape: tuple[int, ...], path: Path, i: int, kind: str) -> nir.N
                         "decays, is imported only without current state, iDecay=4096, as an IF neuron)")
     if not 0 <= vth <= VTH_MAX:
         raise UserError(f"{path}: layer {i} vThMant={vth} is outside Lava's 17-bit 0..{VTH_MAX}")
-    bias = _bias(cfg, shape, path, i, kind)
     full = np.full(shape, 1.0)
     threshold, zeros = full * (vth / LAM), np.zeros(shape)
     if v_decay == 0:

@@ -167,7 +167,7 @@ def _same_pad(kernel: int, dilation: int) -> int:
     return dilation * (kernel - 1) // 2
 
 
-def _conv_factors(node, name: str, in_shape: tuple[int, ...]) -> list[np.ndarray]:
+def _conv_factors(node, name: str, in_shape: tuple[int, ...], keep_zeros: bool) -> list[np.ndarray]:
     w = np.asarray(node.weight)
     n = w.ndim - 2
     if len(in_shape) != n + 1:
@@ -178,7 +178,7 @@ def _conv_factors(node, name: str, in_shape: tuple[int, ...]) -> list[np.ndarray
         raise UserError(f"conv node {name!r}: weight {w.shape} with groups={groups} does not take {c_in} channels")
     channel = np.zeros((c_out, c_in), dtype=bool)
     per_out, per_in = c_out // groups, c_in // groups
-    taps = np.abs(w).reshape(c_out, w.shape[1], -1).any(axis=2)
+    taps = np.abs(w).reshape(c_out, w.shape[1], -1).any(axis=2) | keep_zeros
     for g in range(groups):
         channel[g * per_out:(g + 1) * per_out, g * per_in:(g + 1) * per_in] = taps[g * per_out:(g + 1) * per_out]
     stride = np.broadcast_to(np.atleast_1d(node.stride), (n,)).astype(int)
@@ -198,8 +198,10 @@ def _pool_factors(node, name: str, in_shape: tuple[int, ...]) -> list[np.ndarray
     return [np.eye(in_shape[0], dtype=bool)] + [axis_mask(in_shape[1 + a], k[a], s[a], p[a], 1) for a in range(2)]
 
 
-def op_factors(node: nir.NIRNode, name: str, in_shape: tuple[int, ...]) -> list[np.ndarray] | None:
-    """A time-free node's connection mask as Kronecker factors over its input dims; None keeps connectivity."""
+def op_factors(node: nir.NIRNode, name: str, in_shape: tuple[int, ...],
+               keep_zeros: bool = False) -> list[np.ndarray] | None:
+    """A time-free node's connection mask as Kronecker factors over its input dims; None keeps connectivity.
+    ``keep_zeros``: a zero weight is still a synapse (what a chip's dense or conv synaptic memory stores)."""
     if isinstance(node, IDENTITY_TYPES):
         return None
     if isinstance(node, (nir.Affine, nir.Linear)):
@@ -207,9 +209,9 @@ def op_factors(node: nir.NIRNode, name: str, in_shape: tuple[int, ...]) -> list[
         if w.ndim != 2 or w.shape[1] != int(np.prod(in_shape)):
             raise UserError(f"{type(node).__name__} node {name!r} has weight {w.shape} but gets {in_shape} "
                             "inputs; fix the graph's shapes")
-        return [w != 0]
+        return [(w != 0) | keep_zeros]
     if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        return _conv_factors(node, name, in_shape)
+        return _conv_factors(node, name, in_shape, keep_zeros)
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
         return _pool_factors(node, name, in_shape)
     raise UserError(f"node {name!r} has type {type(node).__name__}, which energy counting does not support; "
@@ -264,8 +266,10 @@ def _counts_of(factors: list[np.ndarray] | None, size: int, axis: int) -> np.nda
     return out
 
 
-def synaptic_paths(graph: nir.NIRGraph | CheckedGraph, shapes: dict[str, tuple[int, ...]]) -> list[SynapticPath]:
-    """Every source -> target neuron path with its folded connectivity. ``shapes``: per-sample source shapes."""
+def synaptic_paths(graph: nir.NIRGraph | CheckedGraph, shapes: dict[str, tuple[int, ...]],
+                   keep_zeros: bool = False) -> list[SynapticPath]:
+    """Every source -> target neuron path with its folded connectivity. ``shapes``: per-sample source shapes;
+    ``keep_zeros``: zero weights connect too (synaptic memory), else only non-zero ones do (synaptic ops)."""
     checked = check_graph(graph)
     checked.require_neuron_in_cycles()
     graph, succ = checked.graph, checked.succ
@@ -288,7 +292,7 @@ def synaptic_paths(graph: nir.NIRGraph | CheckedGraph, shapes: dict[str, tuple[i
                 continue
             if isinstance(node, (nir.Output, nir.Input)):
                 continue
-            step = op_factors(node, name, cur_shape)
+            step = op_factors(node, name, cur_shape, keep_zeros)
             what = f"path {source!r} -> {name!r}"
             new = factors if step is None else compose(factors, step, what)
             stack.extend((d, between + [name], new, _out_shape(node, cur_shape, step)) for d in succ[name])

@@ -18,11 +18,11 @@ The ``minimal`` partitioner takes the fewest pieces that satisfy the first three
 (groups, bands, cols) in order of groups x bands x cols); sources whose output axons overflow are then split
 into at least ``ceil(use / limit)`` times as many pieces. ``power-of-two`` follows Lava's Loihi 2 partitioner
 as its printed partitions show: spatial tiles a power of two tall, halved until the piece fits (then half as
-wide, then twice the channel groups), and a flat layer split ceil(memory / capacity) ways, doubled until it
-fits. A limit that one neuron alone breaks
-(TrueNorth's 256-axon fan-in) cannot be met by splitting: the network does not fit, and the report says by
-how much. The finest split made is one position (row, col) of one channel per core (the middle axes of a
-4-D layer stay whole).
+wide, then twice the channel groups), "tall" along W (Lava lays a (C, H, W) map out as (W, H, C)), and a flat
+layer split ceil(memory / capacity) ways, doubled until it fits. Every weight takes synaptic memory, zeros
+too. A limit that one neuron alone breaks (TrueNorth's 256-axon fan-in) cannot be met by splitting: the
+network does not fit, and the report says by how much. The finest split made is one position (row, col) of
+one channel per core (the middle axes of a 4-D layer stay whole).
 Once everything fits, spare cores on the chips already needed go to the layer with the slowest core while
 that shortens its time per step by more than the extra barrier time (balancing, on the same work as below).
 A spike is one message per destination core it reaches::
@@ -115,7 +115,8 @@ def _outer(per_axis: list[np.ndarray]) -> np.ndarray:
 class _Layer:
     """One neuron layer's geometry and incoming paths, with the resource use of every piece of a split.
 
-    Geometry: (channels, rows, middle, cols) with rows the first spatial axis and cols the last; a flat layer
+    Geometry: (channels, rows, middle, cols) with rows the first spatial axis and cols the last (swapped for
+    a 3-D map under Lava's partitioner, ``transposed``); a flat layer
     is (1, neurons, 1, 1). Only channels, rows and cols are cut; middle axes (of a 4-D layer) stay whole."""
 
     def __init__(self, name: str, shape: tuple[int, ...], incoming: list[SynapticPath], target: Target):
@@ -123,6 +124,10 @@ class _Layer:
         self.flat = len(shape) < 2
         self.size = int(np.prod(shape))
         self.lengths = (1, self.size, 1) if self.flat else (shape[0], shape[1], shape[-1] if len(shape) > 2 else 1)
+        # Lava holds a (C, H, W) map as (W, H, C), and its partitioner tiles the first of those axes first
+        self.transposed = target.partitioner == "power-of-two" and len(shape) == 3
+        if self.transposed:
+            self.lengths = (shape[0], shape[2], shape[1])
         self.mid = 1 if len(shape) < 4 else int(np.prod(shape[2:-1]))
         self.finest = Split(self.lengths[1], self.lengths[0], self.lengths[2])
         self._dense: dict[int, np.ndarray] = {}
@@ -135,6 +140,8 @@ class _Layer:
         """An aligned path's factors on the cut axes (channels, rows, cols) and on the middle axes."""
         if len(self.shape) == 2:
             return [p.factors[0], p.factors[1], np.ones((1, 1), dtype=bool)], []
+        if self.transposed:
+            return [p.factors[0], p.factors[2], p.factors[1]], []
         return [p.factors[0], p.factors[1], p.factors[-1]], list(p.factors[2:-1])
 
     def _matrix(self, p: SynapticPath) -> np.ndarray:
@@ -162,6 +169,8 @@ class _Layer:
         cuts = self.cuts(split, pow2)
         index = [np.repeat(np.arange(len(c)), [b - a for a, b in c]) for c in cuts]
         core = (index[0][:, None, None] * len(cuts[1]) + index[1][None, :, None]) * len(cuts[2]) + index[2]
+        if self.transposed:
+            return core.transpose(0, 2, 1).ravel()
         return np.broadcast_to(core[:, :, None, :], (*self.lengths[:2], self.mid, self.lengths[2])).ravel()
 
     def usage(self, split: Split, pow2: bool) -> dict[str, np.ndarray]:
@@ -290,7 +299,7 @@ def split_layer(layer: _Layer, target: Target, min_cores: int = 1,
 def _single_neuron_violations(layer: _Layer, caps: dict[str, float]) -> dict[str, str]:
     """Limits that one neuron alone breaks (its fan-in, its synapses), with what to say: no split meets them."""
     v = layer.target.value
-    axons = sum(p.fanin for p in layer.incoming).max(initial=0)
+    axons = sum((p.fanin for p in layer.incoming), np.zeros(1)).max(initial=0)
     bits = axons * v("axon_header_bits")
     for p in layer.incoming:
         shared = layer.aligned(p) and v("conv_weight_bits") > 0 and len(p.nodes) > 0
@@ -308,6 +317,8 @@ def _reach(layer: _Layer, p: SynapticPath, split: Split, pow2: bool) -> np.ndarr
         axes, mid = layer._axes(p)
         cuts = layer.cuts(split, pow2)
         per_axis = [np.array([f[a:b].any(0) for a, b in c]).sum(0) for f, c in zip(axes, cuts)]
+        if layer.transposed:
+            per_axis = [per_axis[0], per_axis[2], per_axis[1]]
         ordered = per_axis[:2] + [f.any(0) for f in mid] + (per_axis[2:] if len(layer.shape) > 2 else [])
         return _outer(ordered).ravel().astype(np.int64)
     core = layer.core_of(split, pow2)
@@ -350,13 +361,19 @@ def _split_for_fan_out(layers: dict[str, _Layer], splits: dict[str, Split], path
     return splits
 
 
-def map_graph(graph: nir.NIRGraph | CheckedGraph, target: Target, counts: GraphCounts | None = None) -> Mapping:
-    """Cores per layer and chips under ``target``'s per-core limits; balanced on ``counts`` when given."""
+def map_graph(graph: nir.NIRGraph | CheckedGraph, target: Target, counts: GraphCounts | None = None,
+              bias_driven: frozenset[str] = frozenset()) -> Mapping:
+    """Cores per layer and chips under ``target``'s per-core limits; balanced on ``counts`` when given.
+    Every weight of a projection takes synaptic memory, zeros too (Lava's Dense and Conv store them all).
+    ``bias_driven``: layers whose input the host writes into their bias instead of sending it through
+    synapses (lava-dl's PilotNet benchmark): their paths from Input nodes take no cores."""
     if target.model != "neuromorphic":
         return Mapping(target=target.name, applicable=False)
     checked = check_graph(graph)
     shapes = checked.unit_shapes()
-    paths = synaptic_paths(checked, shapes)
+    inputs = set(checked.names(nir.Input))
+    paths = [p for p in synaptic_paths(checked, shapes, keep_zeros=True)
+             if not (p.target in bias_driven and p.source in inputs)]
     layers = {n: _Layer(n, shapes[n], [p for p in paths if p.target == n], target) for n in checked.neuron_names}
     caps, pow2 = _caps(target), target.partitioner == "power-of-two"
     broken = {n: _single_neuron_violations(layer, caps) for n, layer in layers.items()}

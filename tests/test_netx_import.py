@@ -197,10 +197,8 @@ def test_unsupported_layers_and_neurons_refused(slayer, tmp_path):
     cases = {
         "pool": ([slayer.block.cuba.Input(None, delay_shift=False), slayer.block.cuba.Pool(CUBA, 2),
                   slayer.block.cuba.Flatten(), slayer.block.cuba.Dense(CUBA, 4, 3)], (1, 4, 4),
-                 ("layer 1", "'pool'", "imports input (shape only), flatten, dense and conv")),
+                 ("layer 1", "'pool'", "imports input, flatten, dense and conv")),
         "sdnn": ([slayer.block.sigma_delta.Dense(sdnn, 6, 4)], (6,), ("layer 0", "'SDNN'", "CUBA/LOIHI")),
-        "input neuron": ([slayer.block.cuba.Input(CUBA), slayer.block.cuba.Dense(CUBA, 6, 4)], (6,),
-                         ("layer 0", "input layer with a neuron", "without neuron_params")),
         "delay": ([slayer.block.cuba.Dense(CUBA, 6, 4, delay=True)], (6,), ("layer 0", "'delay'", "without them")),
     }
     for name, (blocks, shape, words) in cases.items():
