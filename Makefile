@@ -22,7 +22,7 @@ $(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/iemf-neuro train-and-convert --config avdigits-mlp --out runs/demo
+	$(VENV)/bin/iemf-neuro train-and-convert --config avdigits-mlp --out runs/demo --qat-epochs 6
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra

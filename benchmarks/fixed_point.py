@@ -8,7 +8,9 @@ matches spike for spike), and Loihi fixed point (``converters.quantize.simulate_
   training samples (the CLI's default);
 * the network fine-tuned QAT_EPOCHS epochs through its fixed-point forward (quantisation-aware training,
   ``quant_aware_config``), checked spike for spike against that forward; "best" is the fine-tuning epoch its
-  validation chose (0: the starting network, unchanged).
+  validation chose (0: the starting network, unchanged);
+* the QAT path as ``train-and-convert --qat-epochs`` deploys it: whichever of the two validation chooses
+  (``pipeline.fixed_choice``: agreement with the float network, then accuracy; the calibrated one on ties).
 
 Prints accuracy, the drop against float in points, the share of test samples on which fixed point predicts
 what the float network predicts, and spike agreement per layer (with the float forward of the same weights).
@@ -31,6 +33,7 @@ from converters.model_to_nir import export_model
 from converters.nir_to_lava import plan_graph
 from converters.quantize import CALIBRATION_SAMPLES, Calibration, quantize_plan, simulate_fixed
 from hardware_targets.lava_sim import simulate_graph
+from pipeline.fixed_choice import QUANT_AWARE, fixed_choice
 from pipeline.simulate import snn_spikes
 from iemf_neuro.training.checkpoint import load_run
 from iemf_neuro.training.config import QAT_EPOCHS
@@ -71,6 +74,11 @@ def score(spikes, float_spikes, float_pred, labels) -> Result:
                   {k: float(np.mean(spikes[k] == v)) for k, v in float_spikes.items()})
 
 
+def path_result(r: dict) -> Result:
+    """The network the QAT path deploys (``train-and-convert --qat-epochs``): validation's choice."""
+    return r["qat"] if r["chosen"] == QUANT_AWARE else r["calibrated"]
+
+
 def lava_check(graph, x: dict[str, np.ndarray], expected: dict[str, np.ndarray], calibration=None) -> int:
     """Spike entries where Lava fixed point differs from ``expected`` on the first LAVA_SAMPLES samples."""
     inputs = {k: x[k][:LAVA_SAMPLES] for k in ("audio", "visual")}
@@ -79,8 +87,8 @@ def lava_check(graph, x: dict[str, np.ndarray], expected: dict[str, np.ndarray],
 
 
 def measure(config_name: str, seed: int) -> dict[str, Result | float | int]:
-    run = load_run(trained_run(config_name, seed))
-    qat = load_run(quant_aware_run(config_name, seed))
+    run_dir, qat_dir = trained_run(config_name, seed), quant_aware_run(config_name, seed)
+    run, qat = load_run(run_dir), load_run(qat_dir)
     x = encoded(run, "test")
     calib_x = encoded(run, "train", calibration=True)
     float_spikes = reference(run, x)
@@ -98,6 +106,7 @@ def measure(config_name: str, seed: int) -> dict[str, Result | float | int]:
            "range": score(by_range, float_spikes, float_pred, x["labels"]),
            "calibrated": score(calibrated, float_spikes, float_pred, x["labels"]),
            "qat": qat_result, "qat_epoch": qat.epoch + 1,
+           "chosen": fixed_choice(run_dir, qat_dir)["chosen"],
            "qat_vs_forward": sum(int((qat_fixed[k] != v).sum()) for k, v in qat_forward.items())}
     if seed == 0:
         lava_calib = {k: calib_x[k] for k in ("audio", "visual")}
@@ -111,15 +120,16 @@ def main() -> None:
     print(f"\nAV-Digits test split; fixed point = Loihi integers (bit-exact); QAT = {QAT_EPOCHS} fine-tuning epochs; "
           f"calibration on {CALIBRATION_SAMPLES} training samples\n")
     head = (f"{'config':<14}{'seed':>5}{'float':>8}{'range':>8}{'calibr.':>8}{'drop':>7}{'same pred':>10}"
-            f"{'QAT':>8}{'drop':>7}{'same pred':>10}{'best':>5}{'QAT = forward':>15}")
+            f"{'QAT':>8}{'drop':>7}{'same pred':>10}{'best':>5}{'QAT = forward':>15}{'QAT path':>10}{'drop':>7}")
     print(head)
     for c, per_seed in results.items():
         for s, r in per_seed.items():
-            cal, q = r["calibrated"], r["qat"]
+            cal, q, p = r["calibrated"], r["qat"], path_result(r)
             print(f"{c:<14}{s:>5}{r['float']:>8.4f}{r['range'].accuracy:>8.4f}{cal.accuracy:>8.4f}"
                   f"{100 * (r['float'] - cal.accuracy):>7.2f}{100 * cal.prediction_agreement:>9.1f}%"
                   f"{q.accuracy:>8.4f}{100 * (r['float'] - q.accuracy):>7.2f}{100 * q.prediction_agreement:>9.1f}%"
-                  f"{r['qat_epoch']:>5}{r['qat_vs_forward']:>12} mism.")
+                  f"{r['qat_epoch']:>5}{r['qat_vs_forward']:>10} mism."
+                  f"{'QAT' if r['chosen'] == QUANT_AWARE else 'calibr.':>10}{100 * (r['float'] - p.accuracy):>7.2f}")
     print("\nspike agreement per layer with the float forward of the same weights (mean over seeds):")
     for c, per_seed in results.items():
         layers = list(per_seed[0]["calibrated"].spike_agreement)
@@ -131,10 +141,11 @@ def main() -> None:
         print(f"  {c:<14}calibrated {per_seed[0]['lava_calibrated']}, QAT {per_seed[0]['lava_qat']}")
     worst = {c: (max(100 * (r["float"] - r["calibrated"].accuracy) for r in ps.values()),
                  max(100 * (r["float"] - r["qat"].accuracy) for r in ps.values()),
-                 min(r["qat"].prediction_agreement for r in ps.values())) for c, ps in results.items()}
-    print("\nworst seed: " + "; ".join(f"{c}: calibrated drop {a:.2f} pt (floor 1), QAT drop {b:.2f} pt (floor 0.5), "
-                                       f"QAT same prediction {100 * p:.1f} % (goal 99.5)"
-                                       for c, (a, b, p) in worst.items()))
+                 max(100 * (r["float"] - path_result(r).accuracy) for r in ps.values()),
+                 min(path_result(r).prediction_agreement for r in ps.values())) for c, ps in results.items()}
+    print("\nworst seed: " + "; ".join(f"{c}: calibrated drop {a:.2f} pt (floor 1), fine-tuned network drop {b:.2f} "
+                                       f"pt, QAT path drop {d:.2f} pt (floor 0.5), QAT path same prediction "
+                                       f"{100 * p:.1f} % (goal 99.5)" for c, (a, b, d, p) in worst.items()))
 
 
 if __name__ == "__main__":

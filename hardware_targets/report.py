@@ -112,10 +112,15 @@ def accuracy_chain(run_dir: str | Path | None) -> dict[str, float]:
     found: dict[str, float] = {}
     if run_dir is None:
         return found
+    fixed = ("sim_fixed.json",)
+    try:  # train-and-convert with fine-tuning records which of its fixed-point networks it deploys
+        fixed = (f"{json.loads((Path(run_dir) / 'fixed_choice.json').read_text())['deployed']}/sim_fixed.json",)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     for key, names, path in (("snnTorch", ("test_metrics.json",), ("accuracy",)),
                              ("Lava float", ("sim_float.json",), ("accuracy", "lava")),
-                             ("Lava fixed point", ("qat/sim_fixed.json", "sim_fixed.json"), ("accuracy", "lava"))):
-        for name in names:  # the quantisation-aware network (RUN_DIR/qat) is the one deployed when present
+                             ("Lava fixed point", fixed, ("accuracy", "lava"))):
+        for name in names:
             try:
                 value: Any = json.loads((Path(run_dir) / name).read_text())
                 for k in path:

@@ -3,9 +3,10 @@ in one run directory.
 
 Fixed point (docs/lava.md, "Fixed point") deploys by default the float network with its weight exponents
 calibrated on training data, the better path in docs/benchmarks.md; with ``qat_epochs`` the float network is
-first fine-tuned that many epochs through its exact fixed-point forward into RUN_DIR/qat, and Lava runs that
-one. The fixed-vs-float drop is the Lava float accuracy of the float network minus the Lava fixed-point
-accuracy of the network deployed.
+also fine-tuned that many epochs through its exact fixed-point forward into RUN_DIR/qat, Lava runs both on
+the test split, and the one deployed is chosen on the validation split (``fixed_choice``, recorded in
+RUN_DIR/fixed_choice.json). The fixed-vs-float drop is the Lava float accuracy of the float network minus the
+Lava fixed-point accuracy of the network deployed.
 
 Each stage records a key in RUN_DIR/stages.json: the hash of its own settings and of the stage before it.
 Re-running skips every stage whose key and outputs are in place and redoes the first one that is missing
@@ -35,6 +36,7 @@ from iemf_neuro.training.trainer import train
 
 from .energy import energy_report
 from .export import export_run
+from .fixed_choice import CHOICE_FILE, choose_fixed_point, deployed_dir
 from .simulate import SimulationRequest, simulate_run
 from .train import requested_config
 
@@ -96,7 +98,9 @@ def fixed_point_summary(run_dir: Path, fixed_dir: Path) -> dict[str, Any]:
                                                                 fixed_dir / "sim_fixed.json"))
     pred = {k: np.load(p)["output"].sum(axis=1).argmax(axis=1) for k, p in (("float", run_dir / "sim_float.npz"),
                                                                              ("fixed", fixed_dir / "sim_fixed.npz"))}
+    choice = run_dir / CHOICE_FILE
     return {"path": "quantisation-aware" if fixed_dir != run_dir else "calibrated",
+            "choice": json.loads(choice.read_text()) if choice.is_file() else None,
             "accuracy_float": sim_float["accuracy"]["lava"], "accuracy_fixed": sim_fixed["accuracy"]["lava"],
             "drop_points": round(100 * (sim_float["accuracy"]["lava"] - sim_fixed["accuracy"]["lava"]), 4),
             "prediction_agreement": float(np.mean(pred["float"] == pred["fixed"])),
@@ -139,32 +143,38 @@ def train_and_convert(out: Path, changes: ConfigChanges, options: PipelineOption
     if options.qat_epochs < 0:
         raise UserError(f"--qat-epochs {options.qat_epochs} must be >= 0 (0: deploy the float network, calibrated)")
     config, resuming = requested_config(out, changes, None)
-    fixed_dir = out / "qat" if options.qat_epochs else out
-    exported = dict.fromkeys((out, fixed_dir))  # the float network, and the fine-tuned one Lava runs in fixed point
+    qat_dir = out / "qat"
+    exported = (out, qat_dir) if options.qat_epochs else (out,)  # the float network, and the fine-tuned one
 
     def simulate(run_dir: Path, precision: str) -> Callable[[], None]:
         request = SimulationRequest(precision, "test", options.limit, timeout_s=options.timeout_s)
         return lambda: simulate_run(run_dir, request, progress=options.progress)
 
     sim = {"split": "test", "limit": options.limit}
-    fixed_outputs = tuple(str((fixed_dir / f).relative_to(out)) for f in ("sim_fixed.json", "sim_fixed.npz"))
     stages = [Stage("train", config.to_dict(), ("test_metrics.json", "checkpoints/best.pt"),
                     lambda: train(out, config, resume=resuming, progress=options.progress))]
     if options.qat_epochs:  # its key holds the whole fine-tuning recipe: a changed recipe restarts it
         qat = quant_aware_config(config, str(out / "checkpoints" / "best.pt"), options.qat_epochs)
         stages.append(Stage("qat", qat.to_dict()["train"], ("qat/test_metrics.json", "qat/checkpoints/best.pt"),
-                            lambda: train(fixed_dir, qat, resume=(fixed_dir / "checkpoints" / "last.pt").is_file(),
+                            lambda: train(qat_dir, qat, resume=(qat_dir / "checkpoints" / "last.pt").is_file(),
                                           progress=options.progress), restart=("qat",)))
     stages += [
         Stage("export", {}, tuple(str((d / "model.nir").relative_to(out)) for d in exported),
               lambda: [export_run(d) for d in exported]),
         Stage("lava-float", {**sim, "precision": "float"}, ("sim_float.json", "sim_float.npz"),
               simulate(out, "float")),
-        Stage("lava-fixed", {**sim, "precision": "fixed", "qat_epochs": options.qat_epochs}, fixed_outputs,
-              simulate(fixed_dir, "fixed")),
+        Stage("lava-fixed", {**sim, "precision": "fixed"}, ("sim_fixed.json", "sim_fixed.npz"), simulate(out, "fixed")),
+    ]
+    if options.qat_epochs:
+        stages += [Stage("lava-fixed-qat", {**sim, "precision": "fixed"}, ("qat/sim_fixed.json", "qat/sim_fixed.npz"),
+                         simulate(qat_dir, "fixed")),
+                   Stage("fixed-choice", {"split": "val"}, (CHOICE_FILE,), lambda: choose_fixed_point(out, qat_dir))]
+    elif (out / CHOICE_FILE).is_file():  # an earlier run with fine-tuning: its choice no longer applies
+        (out / CHOICE_FILE).unlink()
+    stages += [
         Stage("energy", {"targets": list(options.targets)}, ("energy.json", "report.html"),
               lambda: energy_report(out, list(options.targets))),
     ]
     out.mkdir(parents=True, exist_ok=True)
     run_stages(out, stages, log)
-    return summarise(out, fixed_dir)
+    return summarise(out, deployed_dir(out))

@@ -53,8 +53,10 @@ class SimulationRequest:
 
     @property
     def stem(self) -> str:
-        """Result file stem in the run directory: sim_<precision>[_loihi2-ready]."""
-        return f"sim_{self.precision}" + ("" if self.build == "simulation" else f"_{self.build}")
+        """Result file stem in the run directory: sim_<precision>[_<split>][_loihi2-ready] (the test split
+        unnamed)."""
+        return (f"sim_{self.precision}" + ("" if self.split == "test" else f"_{self.split}")
+                + ("" if self.build == "simulation" else f"_{self.build}"))
 
 
 def snn_spikes(model, x_audio: torch.Tensor, x_visual: torch.Tensor, fixed: bool = False) -> dict[str, np.ndarray]:
@@ -71,6 +73,36 @@ def batch_major(x_audio: torch.Tensor, x_visual: torch.Tensor) -> dict[str, np.n
     return {m: x.transpose(0, 1).double().contiguous().numpy() for m, x in zip(MODALITIES, (x_audio, x_visual))}
 
 
+def encoded_split(run, split: str, limit: int | None = None, corruption: dict | None = None,
+                  seed: int | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The first ``limit`` samples of ``split`` (all when None) encoded as Lava gets them (``batch_major``),
+    spike trains drawn with ``seed`` (default the run's), and their labels."""
+    seed = run.train_config.seed if seed is None else seed
+    data = load_dataset(run.config, split, corruption)
+    n = len(data.labels) if limit is None else min(limit, len(data.labels))
+    if n < 1:
+        raise UserError(f"--limit {limit} selects no samples; pass a positive limit")
+    x = encode_inputs(run.model_config, torch.as_tensor(data.audio[:n]), torch.as_tensor(data.image[:n]),
+                      torch.Generator().manual_seed(seed))
+    return batch_major(*x), np.asarray(data.labels[:n])
+
+
+def calibration_inputs(run, samples: int = CALIBRATION_SAMPLES, corruption: dict | None = None,
+                       seed: int | None = None) -> dict[str, np.ndarray]:
+    """The training samples fixed point calibrates its exponents on: ``samples`` rows drawn with ``seed``
+    (default the run's), encoded with ``seed + 1``; never test data."""
+    seed = run.train_config.seed if seed is None else seed
+    train = load_dataset(run.config, "train", corruption)
+    rows = torch.from_numpy(calibration_indices(len(train.labels), samples, seed))
+    return batch_major(*encode_inputs(run.model_config, torch.as_tensor(train.audio)[rows],
+                                      torch.as_tensor(train.image)[rows], torch.Generator().manual_seed(seed + 1)))
+
+
+def torch_inputs(inputs: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_major`` arrays back to the time-major trains the models take."""
+    return tuple(torch.from_numpy(inputs[m]).transpose(0, 1) for m in MODALITIES)
+
+
 def compare(lava: dict[str, np.ndarray], snn: dict[str, np.ndarray]) -> tuple[dict[str, int], np.ndarray]:
     """Mismatched spike entries per layer, and per sample summed over layers."""
     per_layer, per_sample = {}, None
@@ -81,36 +113,32 @@ def compare(lava: dict[str, np.ndarray], snn: dict[str, np.ndarray]) -> tuple[di
     return per_layer, per_sample
 
 
+def run_graph(run_dir: Path, run) -> Any:
+    """RUN_DIR/model.nir, else a fresh export of the run's model."""
+    nir_path = run_dir / "model.nir"
+    return read_graph(nir_path) if nir_path.is_file() else export_model(run.model, run.model_config)
+
+
 def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, progress: bool = True) -> dict[str, Any]:
     """Simulate ``run_dir``'s model (``graph``, else RUN_DIR/model.nir, else a fresh export); returns the summary."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    cfg, config = run.model_config, run.config
+    config = run.config
     seed = run.train_config.seed if request.seed is None else request.seed
     corruption = {"audio_snr_db": request.audio_snr_db, "image_noise_std": request.image_noise_std}
     Corruption(**corruption)
-    data = load_dataset(config, request.split, corruption)
-    n = len(data.labels) if request.limit is None else min(request.limit, len(data.labels))
-    if n < 1:
-        raise UserError(f"--limit {request.limit} selects no samples; pass a positive limit")
+    inputs, labels = encoded_split(run, request.split, request.limit, corruption, seed)
+    n = len(labels)
     if graph is None:
-        nir_path = run_dir / "model.nir"
-        graph = read_graph(nir_path) if nir_path.is_file() else export_model(run.model, cfg)
-    x_a, x_v = encode_inputs(cfg, torch.as_tensor(data.audio[:n]), torch.as_tensor(data.image[:n]),
-                             torch.Generator().manual_seed(seed))
-    labels = np.asarray(data.labels[:n])
+        graph = run_graph(run_dir, run)
+    x_a, x_v = torch_inputs(inputs)
     fixed = request.precision == "fixed"
     trained_fixed = fixed and run.train_config.quant_aware
     snn = snn_spikes(run.model, x_a, x_v, fixed=trained_fixed)
     float_snn = snn_spikes(run.model, x_a, x_v) if trained_fixed else snn
-    inputs = batch_major(x_a, x_v)
     calibration = None
     if fixed and request.calibration_samples > 0 and not trained_fixed:
-        train = load_dataset(config, "train", corruption)
-        rows = torch.from_numpy(calibration_indices(len(train.labels), request.calibration_samples, seed))
-        calibration = batch_major(*encode_inputs(cfg, torch.as_tensor(train.audio)[rows],
-                                                 torch.as_tensor(train.image)[rows],
-                                                 torch.Generator().manual_seed(seed + 1)))
+        calibration = calibration_inputs(run, request.calibration_samples, corruption, seed)
     result = simulate_graph(graph, inputs, request.precision, timeout_s=request.timeout_s, progress=progress,
                             calibration=calibration, build=request.build, allow_host=request.allow_host)
     per_layer, per_sample = compare(result.spikes, snn)

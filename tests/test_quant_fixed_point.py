@@ -155,21 +155,35 @@ def test_quant_aware_refuses_what_fixed_point_cannot_run(tmp_path, capsys, overr
 
 
 @pytest.mark.slow
-def test_pipeline_deploys_the_fine_tuned_network_and_reports_the_drop(tmp_path, capsys):
+def test_pipeline_runs_both_fixed_point_networks_and_deploys_validations_choice(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train-and-convert", "--out", str(out), "--epochs", "2", "--qat-epochs", "1", "--set", "max_batches=3",
+    args = ["train-and-convert", "--out", str(out), "--epochs", "2", "--set", "max_batches=3",
             "--set", "model.time_steps=4", "--limit", "8", "--target", "loihi2", "--quiet", "--timeout", "120"]
-    assert main(args) == 0
+    assert main([*args, "--qat-epochs", "1"]) == 0
+    choice = json.loads((out / "fixed_choice.json").read_text())
+    scores = {k: (c["agreement"], c["accuracy"]) for k, c in choice["candidates"].items()}
+    assert choice["split"] == "val" and choice["samples"] > 8  # the whole validation split, not the test limit
+    assert choice["chosen"] == ("quantisation-aware" if scores["quantisation-aware"] > scores["calibrated"]
+                                else "calibrated")
     fixed = json.loads((out / "summary.json").read_text())["fixed_point"]
-    assert fixed["path"] == "quantisation-aware" and fixed["reference"] == "fixed-point forward"
-    assert fixed["spike_mismatches_vs_reference"] == 0
-    assert sum(json.loads((out / "qat" / "sim_fixed.json").read_text())["spike_counts"]["lava"].values()) > 0
-    assert (out / "qat" / "model.nir").is_file()  # the network deployed in fixed point is written, not only run
+    assert fixed["path"] == choice["chosen"] and fixed["choice"] == choice
+    deployed = json.loads((out / choice["deployed"] / "sim_fixed.json").read_text())
+    assert fixed["accuracy_fixed"] == deployed["accuracy"]["lava"]
     assert fixed["drop_points"] == pytest.approx(100 * (fixed["accuracy_float"] - fixed["accuracy_fixed"]))
+    qat = json.loads((out / "qat" / "sim_fixed.json").read_text())  # both candidates ran in Lava on test
+    assert qat["reference"] == "fixed-point forward" and sum(qat["mismatches"].values()) == 0
+    assert sum(qat["spike_counts"]["lava"].values()) > 0
+    assert json.loads((out / "sim_fixed.json").read_text())["reference"] == "snnTorch float64"
+    assert (out / "qat" / "model.nir").is_file()  # the fine-tuned network is written, not only run
     assert json.loads((out / "qat" / "config.json").read_text())["train"]["quant_aware"] is True
+    assert json.loads((out / "energy.json").read_text())["accuracy"]["Lava fixed point"] == fixed["accuracy_fixed"]
     capsys.readouterr()
-    assert main(args) == 0
+    assert main([*args, "--qat-epochs", "1"]) == 0
     assert "[qat] up to date, skipped" in capsys.readouterr().out
+    assert main(args) == 0  # without fine-tuning: the calibrated network, and no stale choice left behind
+    assert not (out / "fixed_choice.json").is_file()
+    fixed = json.loads((out / "summary.json").read_text())["fixed_point"]
+    assert fixed["path"] == "calibrated" and fixed["choice"] is None
 
 
 def test_a_quant_aware_network_exports_only_with_the_gains_it_was_trained_with():

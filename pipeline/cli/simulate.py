@@ -2,7 +2,7 @@
 in Lava.
 
     iemf-neuro simulate RUN_DIR --precision float|fixed [--split test] [--limit N] [--audio-snr-db DB]
-                        [--image-noise-std S] [--seed S]     -> RUN_DIR/sim_<precision>.json and .npz
+                        [--image-noise-std S] [--seed S]     -> RUN_DIR/sim_<precision>[_<split>].json, .npz
     iemf-neuro simulate GRAPH.nir --inputs X.npz --steps T [--dt DT] [--precision ...] --out OUT.npz
 
 Both forms take ``--build loihi2-ready`` (only processes Loihi 2 runs on chip; results then go to
