@@ -19,8 +19,8 @@ The ``minimal`` partitioner takes the fewest pieces that satisfy the first three
 into at least ``ceil(use / limit)`` times as many pieces. ``power-of-two`` follows Lava's Loihi 2 partitioner
 as its printed partitions show: spatial tiles a power of two tall, halved until the piece fits (then half as
 wide, then twice the channel groups), "tall" along W (Lava lays a (C, H, W) map out as (W, H, C)), and a flat
-layer split ceil(memory / capacity) ways, doubled until it fits. Every weight takes synaptic memory, zeros
-too. A limit that one neuron alone breaks (TrueNorth's 256-axon fan-in) cannot be met by splitting: the
+layer split ceil(memory / capacity) ways, doubled until it fits, every weight, zeros too, taking synaptic
+memory. A limit that one neuron alone breaks (TrueNorth's 256-axon fan-in) cannot be met by splitting: the
 network does not fit, and the report says by how much. The finest split made is one position (row, col) of
 one channel per core (the middle axes of a 4-D layer stay whole).
 Once everything fits, spare cores on the chips already needed go to the layer with the slowest core while
@@ -56,7 +56,7 @@ class Split:
     ``cols`` along its last (2-D tiles, as NxTF cuts a convolution layer). Always the actual number of pieces
     per axis (a power-of-two tiling of 10 rows in tiles of 4 is 3 bands)."""
 
-    bands: int  # pieces along H (or along the neurons of a flat layer)
+    bands: int  # pieces along the first cut axis: H (W for a map under Lava's partitioner), a flat layer's neurons
     groups: int  # channel groups (1 for flat layers)
     cols: int = 1  # pieces along the last spatial axis (1 for flat and 2-D layers)
 
@@ -364,15 +364,16 @@ def _split_for_fan_out(layers: dict[str, _Layer], splits: dict[str, Split], path
 def map_graph(graph: nir.NIRGraph | CheckedGraph, target: Target, counts: GraphCounts | None = None,
               bias_driven: frozenset[str] = frozenset()) -> Mapping:
     """Cores per layer and chips under ``target``'s per-core limits; balanced on ``counts`` when given.
-    Every weight of a projection takes synaptic memory, zeros too (Lava's Dense and Conv store them all).
-    ``bias_driven``: layers whose input the host writes into their bias instead of sending it through
-    synapses (lava-dl's PilotNet benchmark): their paths from Input nodes take no cores."""
+    Under Lava's partitioner every weight of a projection takes synaptic memory, zeros too (Lava's Dense and
+    Conv store them all); elsewhere only non-zero weights connect. ``bias_driven``: layers whose input the host
+    writes into their bias instead of sending it through synapses (lava-dl's PilotNet benchmark): their paths
+    from Input nodes take no cores."""
     if target.model != "neuromorphic":
         return Mapping(target=target.name, applicable=False)
     checked = check_graph(graph)
     shapes = checked.unit_shapes()
     inputs = set(checked.names(nir.Input))
-    paths = [p for p in synaptic_paths(checked, shapes, keep_zeros=True)
+    paths = [p for p in synaptic_paths(checked, shapes, keep_zeros=target.partitioner == "power-of-two")
              if not (p.target in bias_driven and p.source in inputs)]
     layers = {n: _Layer(n, shapes[n], [p for p in paths if p.target == n], target) for n in checked.neuron_names}
     caps, pow2 = _caps(target), target.partitioner == "power-of-two"

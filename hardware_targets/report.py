@@ -107,28 +107,22 @@ def table(reports: dict[str, EnergyReport]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def accuracy_chain(run_dir: str | Path | None) -> dict[str, float]:
-    """snnTorch -> Lava float -> Lava fixed test accuracy, from whichever of the run's files exist."""
+def accuracy_chain(run_dir: str | Path | None, fixed_dir: str | Path | None = None) -> dict[str, float]:
+    """snnTorch -> Lava float -> Lava fixed test accuracy, from whichever of the run's files exist; the fixed
+    point one from ``fixed_dir`` (the run whose fixed-point network is deployed) when given."""
     found: dict[str, float] = {}
     if run_dir is None:
         return found
-    fixed = ("sim_fixed.json",)
-    try:  # train-and-convert with fine-tuning records which of its fixed-point networks it deploys
-        fixed = (f"{json.loads((Path(run_dir) / 'fixed_choice.json').read_text())['deployed']}/sim_fixed.json",)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    for key, names, path in (("snnTorch", ("test_metrics.json",), ("accuracy",)),
-                             ("Lava float", ("sim_float.json",), ("accuracy", "lava")),
-                             ("Lava fixed point", fixed, ("accuracy", "lava"))):
-        for name in names:
-            try:
-                value: Any = json.loads((Path(run_dir) / name).read_text())
-                for k in path:
-                    value = value[k]
-                found[key] = float(value)
-                break
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
+    for key, path, keys in (("snnTorch", Path(run_dir) / "test_metrics.json", ("accuracy",)),
+                            ("Lava float", Path(run_dir) / "sim_float.json", ("accuracy", "lava")),
+                            ("Lava fixed point", Path(fixed_dir or run_dir) / "sim_fixed.json", ("accuracy", "lava"))):
+        try:
+            value: Any = json.loads(path.read_text())
+            for k in keys:
+                value = value[k]
+            found[key] = float(value)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
     return found
 
 
@@ -425,7 +419,8 @@ def write_reports(out_dir: str | Path, reports: dict[str, EnergyReport], counts:
                   mappings: dict[str, Mapping] | None = None, *, spikes: dict[str, np.ndarray] | None = None,
                   compare: dict[str, EnergyReport] | None = None, labels: tuple[str, str] = ("this run", "other"),
                   run_dir: str | Path | None = None, provenance: dict[str, Any] | None = None,
-                  extra: dict[str, Any] | None = None, deployment: dict[str, Any] | None = None) -> dict[str, Path]:
+                  extra: dict[str, Any] | None = None, deployment: dict[str, Any] | None = None,
+                  fixed_dir: str | Path | None = None) -> dict[str, Path]:
     """Write energy.json, report.md, report.html into ``out_dir``; returns their paths. ``deployment``: the
     hardware-ready build's ``ReadyPlan.summary()`` (the "Deployability" section)."""
     out_dir = Path(out_dir)
@@ -439,7 +434,7 @@ def write_reports(out_dir: str | Path, reports: dict[str, EnergyReport], counts:
     sweep_image, sweep_note = sweep_section(sweep)
     if sweep_image:
         images["Inverse effectiveness"] = sweep_image
-    accuracy = accuracy_chain(run_dir)
+    accuracy = accuracy_chain(run_dir, fixed_dir)
     summary = verdict(reports, accuracy)
     record = {"provenance": provenance or {}, "verdict": summary, "accuracy": accuracy,
               "counts_source": counts.source, "samples": counts.samples,

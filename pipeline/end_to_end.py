@@ -144,31 +144,30 @@ def train_and_convert(out: Path, changes: ConfigChanges, options: PipelineOption
         raise UserError(f"--qat-epochs {options.qat_epochs} must be >= 0 (0: deploy the float network, calibrated)")
     config, resuming = requested_config(out, changes, None)
     qat_dir = out / "qat"
-    exported = (out, qat_dir) if options.qat_epochs else (out,)  # the float network, and the fine-tuned one
 
     def simulate(run_dir: Path, precision: str) -> Callable[[], None]:
         request = SimulationRequest(precision, "test", options.limit, timeout_s=options.timeout_s)
         return lambda: simulate_run(run_dir, request, progress=options.progress)
 
     sim = {"split": "test", "limit": options.limit}
-    stages = [Stage("train", config.to_dict(), ("test_metrics.json", "checkpoints/best.pt"),
-                    lambda: train(out, config, resume=resuming, progress=options.progress))]
-    if options.qat_epochs:  # its key holds the whole fine-tuning recipe: a changed recipe restarts it
-        qat = quant_aware_config(config, str(out / "checkpoints" / "best.pt"), options.qat_epochs)
-        stages.append(Stage("qat", qat.to_dict()["train"], ("qat/test_metrics.json", "qat/checkpoints/best.pt"),
-                            lambda: train(qat_dir, qat, resume=(qat_dir / "checkpoints" / "last.pt").is_file(),
-                                          progress=options.progress), restart=("qat",)))
-    stages += [
-        Stage("export", {}, tuple(str((d / "model.nir").relative_to(out)) for d in exported),
-              lambda: [export_run(d) for d in exported]),
+    stages = [
+        Stage("train", config.to_dict(), ("test_metrics.json", "checkpoints/best.pt"),
+              lambda: train(out, config, resume=resuming, progress=options.progress)),
+        Stage("export", {}, ("model.nir",), lambda: export_run(out)),
         Stage("lava-float", {**sim, "precision": "float"}, ("sim_float.json", "sim_float.npz"),
               simulate(out, "float")),
         Stage("lava-fixed", {**sim, "precision": "fixed"}, ("sim_fixed.json", "sim_fixed.npz"), simulate(out, "fixed")),
     ]
-    if options.qat_epochs:
-        stages += [Stage("lava-fixed-qat", {**sim, "precision": "fixed"}, ("qat/sim_fixed.json", "qat/sim_fixed.npz"),
-                         simulate(qat_dir, "fixed")),
-                   Stage("fixed-choice", {"split": "val"}, (CHOICE_FILE,), lambda: choose_fixed_point(out, qat_dir))]
+    if options.qat_epochs:  # after the float network's stages, which a changed fine-tuning recipe leaves alone
+        qat = quant_aware_config(config, str(out / "checkpoints" / "best.pt"), options.qat_epochs)
+        stages += [
+            Stage("qat", qat.to_dict()["train"], ("qat/test_metrics.json", "qat/checkpoints/best.pt"),
+                  lambda: train(qat_dir, qat, resume=(qat_dir / "checkpoints" / "last.pt").is_file(),
+                                progress=options.progress), restart=("qat",)),
+            Stage("export-qat", {}, ("qat/model.nir",), lambda: export_run(qat_dir)),
+            Stage("lava-fixed-qat", {**sim, "precision": "fixed"}, ("qat/sim_fixed.json", "qat/sim_fixed.npz"),
+                  simulate(qat_dir, "fixed")),
+            Stage("fixed-choice", {"split": "val"}, (CHOICE_FILE,), lambda: choose_fixed_point(out, qat_dir))]
     elif (out / CHOICE_FILE).is_file():  # an earlier run with fine-tuning: its choice no longer applies
         (out / CHOICE_FILE).unlink()
     stages += [

@@ -14,7 +14,6 @@ from typing import Any
 
 import nir
 import numpy as np
-import torch
 
 from converters.loihi2_ready import ready_plan
 from converters.nir_executor import run_graph
@@ -26,12 +25,11 @@ from hardware_targets.mapping import Mapping, map_graph
 from hardware_targets.report import table, verdict, write_reports
 from hardware_targets.targets import Target, load_target
 from iemf_neuro.errors import UserError
-from iemf_neuro.models import encode_inputs
 from iemf_neuro.provenance import provenance
 from iemf_neuro.training.checkpoint import load_run
-from iemf_neuro.training.data import load_dataset
 
-from .simulate import batch_major
+from .fixed_choice import deployed_dir
+from .simulate import encoded_split
 
 
 @dataclass
@@ -75,12 +73,7 @@ def load_npz(path: Path, graph: nir.NIRGraph, samples: int | None) -> tuple[dict
 
 def executor_run(run_dir: Path, graph: nir.NIRGraph, samples: int | None) -> tuple[dict, dict]:
     """Inputs and spikes of the reference executor on the clean test split of the run's dataset."""
-    loaded = load_run(run_dir)
-    split = load_dataset(loaded.config, "test", {})
-    n = len(split.labels) if samples is None else min(samples, len(split.labels))
-    generator = torch.Generator().manual_seed(loaded.train_config.seed)
-    inputs = batch_major(*encode_inputs(loaded.model_config, torch.as_tensor(split.audio[:n]),
-                                        torch.as_tensor(split.image[:n]), generator))
+    inputs, _ = encoded_split(load_run(run_dir), "test", samples, {})
     result = run_graph(graph, inputs)
     return inputs, {k: v.numpy().astype("uint8") for k, v in result.spikes.items()}
 
@@ -133,5 +126,6 @@ def energy_report(run_dir: Path, targets: list[str | Path], out_dir: Path | None
                               "compare": compare, "samples": samples, "counts_source": run.counts.source}
     paths = write_reports(out_dir or run_dir, reports, run.counts, mappings, spikes=run.spikes, compare=other,
                           labels=(run_dir.name, compare.name if compare else "other"), run_dir=run_dir,
-                          provenance=provenance(config), deployment=deployability(run.graph))
+                          provenance=provenance(config), deployment=deployability(run.graph),
+                          fixed_dir=deployed_dir(run_dir))
     return EnergyResult(reports, run.counts, paths, table(reports), verdict(reports))

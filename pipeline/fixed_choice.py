@@ -4,7 +4,9 @@ the float network with its exponents calibrated (the default path).
 Both are scored on the validation split, never on test data, by what the fine-tuning itself maximises: the
 share of samples on which the fixed-point network predicts what the float network predicts, then accuracy.
 The fine-tuned network is deployed only when it scores strictly higher: on 300 validation samples a tie is
-noise, and the calibrated path has the smaller worst case measured (docs/benchmarks.md, "Fixed point").
+noise. Its score is the best of its epochs on these same samples (the fine-tuning chose best.pt on them), so
+it is optimistic where the calibrated network's is not; breaking ties towards the calibrated one, whose worst
+case measured is the smaller alone (docs/benchmarks.md, "Fixed point"), leans back.
 Both fixed-point forwards are bit-exact to Lava's ``fixed_pt`` models, so no Lava run is needed to choose.
 """
 
@@ -20,10 +22,12 @@ import numpy as np
 
 from converters.nir_to_lava import plan_graph
 from converters.quantize import Calibration, quantize_plan, simulate_fixed
+from iemf_neuro.errors import UserError
 from iemf_neuro.provenance import provenance, write_json_atomic
 from iemf_neuro.training.checkpoint import load_run
 
-from .simulate import calibration_inputs, encoded_split, run_graph, snn_spikes, torch_inputs
+from .simulate import (SimulationRequest, calibration_inputs, encoded_split, run_model_graph, snn_spikes,
+                       torch_inputs)
 
 CHOICE_FILE = "fixed_choice.json"
 CALIBRATED, QUANT_AWARE = "calibrated", "quantisation-aware"
@@ -44,12 +48,14 @@ def prediction(spikes: dict[str, np.ndarray]) -> np.ndarray:
 def fixed_choice(float_dir: Path, qat_dir: Path, split: str = "val") -> dict[str, Any]:
     """Both candidates scored on ``split`` and the one to deploy (the record ``choose_fixed_point`` writes)."""
     float_run, qat_run = load_run(float_dir), load_run(qat_dir)
-    inputs, labels = encoded_split(float_run, split)
+    clean = SimulationRequest().corruption  # what the deployed network is calibrated and tested on
+    inputs, labels = encoded_split(float_run, split, corruption=clean)
     x = torch_inputs(inputs)
     float_pred = prediction(snn_spikes(float_run.model, *x))
-    graph = run_graph(float_dir, float_run)
+    graph = run_model_graph(float_dir, float_run)
     plan = plan_graph(graph)
-    quant = quantize_plan(plan, inputs, Calibration.from_graph(graph, calibration_inputs(float_run)))
+    quant = quantize_plan(plan, inputs, Calibration.from_graph(graph, calibration_inputs(float_run,
+                                                                                        corruption=clean)))
     preds = {CALIBRATED: prediction(simulate_fixed(plan, quant, inputs)),
              QUANT_AWARE: prediction(snn_spikes(qat_run.model, *x, fixed=True))}
     dirs = {CALIBRATED: ".", QUANT_AWARE: os.path.relpath(qat_dir, float_dir)}
@@ -76,4 +82,10 @@ def choose_fixed_point(float_dir: Path, qat_dir: Path) -> dict[str, Any]:
 def deployed_dir(run_dir: Path) -> Path:
     """The run whose fixed-point network is deployed: the choice's, else RUN_DIR itself (calibrated)."""
     choice = run_dir / CHOICE_FILE
-    return run_dir / json.loads(choice.read_text())["deployed"] if choice.is_file() else run_dir
+    if not choice.is_file():
+        return run_dir
+    try:
+        return run_dir / json.loads(choice.read_text())["deployed"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{choice} is unreadable ({type(exc).__name__}); delete it and re-run train-and-convert "
+                        "with --qat-epochs") from exc

@@ -52,6 +52,11 @@ class SimulationRequest:
     allow_host: bool = False  # loihi2-ready: keep parts without an on-chip form on host processes
 
     @property
+    def corruption(self) -> dict[str, Any]:
+        """The corruption fields ``load_dataset`` takes (clean by default, whatever the run trained on)."""
+        return {"audio_snr_db": self.audio_snr_db, "image_noise_std": self.image_noise_std}
+
+    @property
     def stem(self) -> str:
         """Result file stem in the run directory: sim_<precision>[_<split>][_loihi2-ready] (the test split
         unnamed)."""
@@ -113,7 +118,7 @@ def compare(lava: dict[str, np.ndarray], snn: dict[str, np.ndarray]) -> tuple[di
     return per_layer, per_sample
 
 
-def run_graph(run_dir: Path, run) -> Any:
+def run_model_graph(run_dir: Path, run) -> Any:
     """RUN_DIR/model.nir, else a fresh export of the run's model."""
     nir_path = run_dir / "model.nir"
     return read_graph(nir_path) if nir_path.is_file() else export_model(run.model, run.model_config)
@@ -125,12 +130,12 @@ def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, pr
     run = load_run(run_dir)
     config = run.config
     seed = run.train_config.seed if request.seed is None else request.seed
-    corruption = {"audio_snr_db": request.audio_snr_db, "image_noise_std": request.image_noise_std}
+    corruption = request.corruption
     Corruption(**corruption)
     inputs, labels = encoded_split(run, request.split, request.limit, corruption, seed)
     n = len(labels)
     if graph is None:
-        graph = run_graph(run_dir, run)
+        graph = run_model_graph(run_dir, run)
     x_a, x_v = torch_inputs(inputs)
     fixed = request.precision == "fixed"
     trained_fixed = fixed and run.train_config.quant_aware

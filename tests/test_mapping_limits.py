@@ -109,6 +109,22 @@ def test_power_of_two_resplit_for_output_axons_counts_the_pieces_it_makes():
     assert src.worst["neurons"] == 4 * 2 * 10 and src.worst["output axons"] <= 300
 
 
+def test_lavas_partitioner_tiles_a_map_along_its_width_first():
+    # Lava lays a (C, H, W) map out as (W, H, C) and tiles its first axis: a 2 x 4 x 40 map at 64 neurons per
+    # core is cut into W-tiles of 8 (5 cores of 2 x 4 x 8), each reading 2 x 4 x (8 + 2) source neurons
+    # through the 3x3, padding-1 kernel; cutting H first would have left 40-wide rows.
+    h, w = 4, 40
+    nodes = {"in": nir.Input(input_type=np.array([2, h, w])), "src": lif((2, h, w)),
+             "c": nir.Conv2d(input_shape=(h, w), weight=np.ones((2, 2, 3, 3)), stride=1, padding=1, dilation=1,
+                             groups=1, bias=np.zeros(2)),
+             "l": lif((2, h, w)), "out": nir.Output(output_type=np.array([2, h, w]))}
+    graph = nir.NIRGraph(nodes=nodes, edges=[("in", "src"), ("src", "c"), ("c", "l"), ("l", "out")],
+                         type_check=False)
+    layer = map_graph(graph, override("loihi2", neurons_per_core=64)).layers["l"]
+    assert layer.cores == 5 and layer.worst["neurons"] == 64
+    assert layer.worst["input axons"] == 2 * h * (8 + 2)
+
+
 def busy_dense():
     """A 64 -> 512 dense layer whose every input fires every step: 32,768 synaptic ops per step."""
     graph = dense(64, 512)

@@ -177,6 +177,9 @@ def test_pipeline_runs_both_fixed_point_networks_and_deploys_validations_choice(
     assert (out / "qat" / "model.nir").is_file()  # the fine-tuned network is written, not only run
     assert json.loads((out / "qat" / "config.json").read_text())["train"]["quant_aware"] is True
     assert json.loads((out / "energy.json").read_text())["accuracy"]["Lava fixed point"] == fixed["accuracy_fixed"]
+    assert main(["simulate", str(out), "--precision", "fixed", "--split", "val", "--limit", "4", "--no-progress"]) == 0
+    assert json.loads((out / "sim_fixed_val.json").read_text())["split"] == "val"  # beside the test results
+    assert json.loads((out / "sim_fixed.json").read_text())["split"] == "test"
     capsys.readouterr()
     assert main([*args, "--qat-epochs", "1"]) == 0
     assert "[qat] up to date, skipped" in capsys.readouterr().out
