@@ -41,6 +41,7 @@ from iemf_neuro.progress import progress as progress_bar
 PRECISIONS = ("float", "fixed")
 BUILDS = ("simulation", "loihi2-ready")  # nir_to_lava.build_network, or converters.loihi2_ready
 POLL_S = 0.05
+DEAD_CHECK_POLLS = 20  # look for dead Lava processes once a second
 STOP_GRACE_S = 5.0  # per stage of stopping a worker's group (SIGTERM, then SIGKILL)
 
 
@@ -116,6 +117,19 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _dead_member(pgid: int) -> int | None:
+    """A process of the worker's group that has died unreaped (a zombie), if any: Lava does not notice that one
+    of its process models was killed (by the kernel's out-of-memory killer, say) and waits for it forever."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError, ValueError):
+            continue
+        if state == "Z" and int(group) == pgid:
+            return int(stat.parent.name)
+    return None
+
+
 def _stop_group(worker: subprocess.Popen) -> None:
     """Stop the worker's process group: a finished worker's stragglers get a grace to exit (multiprocessing's
     resource tracker cleans Lava's shared memory after its last user), a running one SIGTERM; SIGKILL after
@@ -150,10 +164,16 @@ def _run(workdir: Path, total: int, precision: str, timeout_s: float | None, pro
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
         with progress_bar(total=total, desc=f"lava {precision}", unit="step", enabled=progress) as bar:
+            polls = 0
             while worker.poll() is None:
                 if deadline is not None and time.monotonic() > deadline:
                     raise UserError(f"Lava simulation exceeded timeout_s={timeout_s:g} after {int(counter[0])} of "
                                     f"{total} steps; raise the timeout or simulate fewer samples")
+                polls += 1
+                dead = _dead_member(worker.pid) if polls % DEAD_CHECK_POLLS == 0 and counter[0] < total else None
+                if dead is not None:
+                    raise UserError(f"a Lava process (pid {dead}) died after {int(counter[0])} of {total} steps, "
+                                    "killed from outside (out of memory?); free memory or simulate fewer samples")
                 bar.update(int(counter[0]) - bar.n)
                 time.sleep(POLL_S)
             bar.update(int(counter[0]) - bar.n)

@@ -212,6 +212,54 @@ def test_a_sigkilled_caller_takes_its_lava_worker_with_it(case, tmp_path):
     assert not list(tmp.iterdir()), "the worker left its files behind"
 
 
+def lava_forks(caller: int) -> list[int]:
+    """Lava's process-model processes: the forks of the caller's Lava worker (same command line)."""
+    def cmdline(pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return ""
+
+    pids = [int(e) for e in os.listdir("/proc") if e.isdigit()]
+    parents = {pid: stat[0] for pid in pids if (stat := proc_stat(pid)) is not None}
+    workers = {pid for pid, ppid in parents.items() if ppid == caller and "lava_worker" in cmdline(pid)}
+    return sorted(pid for pid, ppid in parents.items() if ppid in workers and "lava_worker" in cmdline(pid))
+
+
+def test_a_lava_process_killed_from_outside_ends_the_run(case, tmp_path):
+    """The kernel's out-of-memory killer takes one of Lava's processes: Lava itself would wait for it forever;
+    `simulate` (no --timeout) stops within seconds with one line, exit 2, no child, no output, no temporaries."""
+    np.savez(tmp_path / "long.npz", **small_inputs(samples=5000))
+    out, tmp = tmp_path / "out.npz", tmp_path / "tmp"
+    tmp.mkdir()
+    argv = [sys.executable, "-m", "pipeline.cli", "simulate", str(case / "graph.nir"), "--inputs",
+            str(tmp_path / "long.npz"), "--steps", str(STEPS), "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            env={**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"})
+    seen: set[tuple[int, int]] = set()
+    start = time.monotonic()
+    while len(lava_forks(proc.pid)) < 3 and proc.poll() is None and time.monotonic() - start < 90:
+        seen |= descendants(proc.pid)
+        time.sleep(POLL_S)
+    forks = lava_forks(proc.pid)
+    assert proc.poll() is None and len(forks) >= 3, "Lava never started"
+    time.sleep(1.0)  # into the run
+    seen |= descendants(proc.pid)
+    os.kill(forks[-1], signal.SIGKILL)
+    try:
+        proc.wait(timeout=EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pytest.fail("the run waited for the killed Lava process")
+    stderr = proc.stderr.read().decode()
+    assert proc.returncode == 2 and "died" in stderr and "out of memory" in stderr, stderr
+    assert stderr.strip().count("\n") == 0 and "Traceback" not in stderr
+    time.sleep(2.0)
+    assert not alive(seen), "Lava processes outlived the run"
+    assert not check_output(out) and not list(tmp.iterdir())
+
+
 def test_lava_runs_whatever_start_method_the_caller_fixed():
     """Lava forks its processes in a worker of its own: a caller that fixed another multiprocessing start
     method (torch.compile's workers, a training run) still simulates, twice, and leaves no child behind."""
