@@ -34,7 +34,7 @@ from converters.nir_to_lava import plan_graph
 from converters.quantize import CALIBRATION_SAMPLES, Calibration, quantize_plan, simulate_fixed
 from hardware_targets.lava_sim import simulate_graph
 from pipeline.fixed_choice import QUANT_AWARE, fixed_choice
-from pipeline.simulate import snn_spikes
+from pipeline.simulate import prediction, snn_spikes
 from iemf_neuro.training.checkpoint import load_run
 from iemf_neuro.training.config import QAT_EPOCHS
 
@@ -50,10 +50,6 @@ class Result:
     accuracy: float
     prediction_agreement: float  # share of samples with the float network's prediction
     spike_agreement: dict[str, float] = field(default_factory=dict)  # layer -> with the same weights' float forward
-
-
-def prediction(spikes: dict[str, np.ndarray]) -> np.ndarray:
-    return spikes["output"].sum(axis=1).argmax(axis=1)
 
 
 def reference(run, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -11,14 +11,15 @@ lava/proc/dense/models.py)::
 Each neuron layer gets one scale ``lam`` (a power of two: float current 1.0 = ``lam`` units of ``a_in``),
 the largest for which the worst-case input fits 16-bit ``a_in``, the threshold fits 17 bits and every
 projection bias fits ``SYNAPSE_BIAS_MAX`` (on chip a projection's bias is the neuron's 13-bit bias mantissa,
-``converters.loihi2_ready``), so that threshold, bias and shift truncation lose the least. A projection from a source whose payload per unit
-value is ``sigma`` (1 for spikes, ``127 / max|x|`` for graded inputs, ``64 lam_src`` for voltages) needs
-the real weight ``W lam / sigma = w * 2**weight_exp``. Its exponent is, by range, the smallest whose 8-bit
-mantissa spans the largest weight; with calibration data, the one of ``e_range, e_range - 1, ...`` (clipping
-the few largest weights to halve the step of all others) whose layer disagrees least, spike for spike, with
-the float network, layer by layer in forward order on the fixed-point spikes of the layers before. A graph
-exported from a quantisation-aware run carries its scales (``fixed_point`` in the metadata record), and
-they are used as they are: the fixed-point network is the one that was trained.
+``converters.loihi2_ready``), so that threshold, bias and shift truncation lose the least. A projection from a
+source whose payload per unit value is ``sigma`` (1 for spikes, ``127 / max|x|`` for graded inputs,
+``64 lam_src`` for voltages) needs the real weight ``W lam / sigma = w * 2**weight_exp``. Its exponent is, by
+range, the smallest whose 8-bit mantissa spans the largest weight; with calibration data, the one of
+``e_range, e_range - 1, ...`` (clipping the few largest weights to halve the step of all others) whose layer
+disagrees least, spike for spike, with the float network, layer by layer in forward order on the fixed-point
+spikes of the layers before. A graph exported from a quantisation-aware run carries its scales
+(``fixed_point`` in the metadata record), and they are used as they are: the fixed-point network is the one
+that was trained.
 A power-of-two fusion gain folded into a projection's weights lands entirely in that projection's exponent.
 A convolutional projection (``ConvChain``) quantises its one weighted op's kernel the same way; its sum pools
 keep integers integers, so the mantissas are shared exactly as Loihi shares a convolution's weights.

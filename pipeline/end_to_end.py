@@ -37,7 +37,7 @@ from iemf_neuro.training.trainer import train
 from .energy import energy_report
 from .export import export_run
 from .fixed_choice import CHOICE_FILE, choose_fixed_point, deployed_dir
-from .simulate import SimulationRequest, simulate_run
+from .simulate import SimulationRequest, prediction, simulate_run
 from .train import requested_config
 
 DEFAULT_TARGETS = ("loihi1", "loihi2", "truenorth", "ann-gpu")
@@ -96,8 +96,8 @@ def fixed_point_summary(run_dir: Path, fixed_dir: Path) -> dict[str, Any]:
     (a quantisation-aware network's own fixed-point forward: 0, else the float forward)."""
     sim_float, sim_fixed = (json.loads(p.read_text()) for p in (run_dir / "sim_float.json",
                                                                 fixed_dir / "sim_fixed.json"))
-    pred = {k: np.load(p)["output"].sum(axis=1).argmax(axis=1) for k, p in (("float", run_dir / "sim_float.npz"),
-                                                                             ("fixed", fixed_dir / "sim_fixed.npz"))}
+    pred = {k: prediction(np.load(p)) for k, p in (("float", run_dir / "sim_float.npz"),
+                                                   ("fixed", fixed_dir / "sim_fixed.npz"))}
     choice = run_dir / CHOICE_FILE
     return {"path": "quantisation-aware" if fixed_dir != run_dir else "calibrated",
             "choice": json.loads(choice.read_text()) if choice.is_file() else None,

@@ -26,8 +26,8 @@ from iemf_neuro.errors import UserError
 from iemf_neuro.provenance import provenance, write_json_atomic
 from iemf_neuro.training.checkpoint import load_run
 
-from .simulate import (SimulationRequest, calibration_inputs, encoded_split, run_model_graph, snn_spikes,
-                       torch_inputs)
+from .simulate import (SimulationRequest, calibration_inputs, encoded_split, prediction, run_model_graph,
+                       snn_spikes, torch_inputs)
 
 CHOICE_FILE = "fixed_choice.json"
 CALIBRATED, QUANT_AWARE = "calibrated", "quantisation-aware"
@@ -38,11 +38,6 @@ class Candidate:
     run_dir: str  # relative to the float run: "." or, from train-and-convert, "qat"
     accuracy: float
     agreement: float  # share of samples predicted as the float network predicts them
-
-
-def prediction(spikes: dict[str, np.ndarray]) -> np.ndarray:
-    """Output spike counts' argmax per sample; spikes batch-major [N, T, ...]."""
-    return spikes["output"].sum(axis=1).argmax(axis=1)
 
 
 def fixed_choice(float_dir: Path, qat_dir: Path, split: str = "val") -> dict[str, Any]:

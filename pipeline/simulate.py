@@ -108,6 +108,11 @@ def torch_inputs(inputs: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Ten
     return tuple(torch.from_numpy(inputs[m]).transpose(0, 1) for m in MODALITIES)
 
 
+def prediction(spikes: dict[str, np.ndarray]) -> np.ndarray:
+    """The class each sample is read as: the output layer's most frequent spiker; spikes [N, T, ...]."""
+    return spikes["output"].sum(axis=1).argmax(axis=1)
+
+
 def compare(lava: dict[str, np.ndarray], snn: dict[str, np.ndarray]) -> tuple[dict[str, int], np.ndarray]:
     """Mismatched spike entries per layer, and per sample summed over layers."""
     per_layer, per_sample = {}, None
@@ -147,9 +152,7 @@ def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, pr
     result = simulate_graph(graph, inputs, request.precision, timeout_s=request.timeout_s, progress=progress,
                             calibration=calibration, build=request.build, allow_host=request.allow_host)
     per_layer, per_sample = compare(result.spikes, snn)
-    lava_pred = result.spikes["output"].sum(axis=1).argmax(axis=1)
-    snn_pred = snn["output"].sum(axis=1).argmax(axis=1)
-    float_pred = float_snn["output"].sum(axis=1).argmax(axis=1)
+    lava_pred, snn_pred, float_pred = (prediction(s) for s in (result.spikes, snn, float_snn))
     summary: dict[str, Any] = {
         "precision": request.precision, "split": request.split, "samples": n, "corruption": corruption,
         "seed": seed, "reference": "fixed-point forward" if trained_fixed else "snnTorch float64",
