@@ -3,8 +3,7 @@
 Default condition: audio white noise at 20 dB SNR and image Gaussian noise std 0.75, applied to the train,
 val and test splits alike. There, after the default 12 epochs, the audio head reaches about 0.35-0.4 and the
 visual head about 0.5 test accuracy (clean: 0.86 / 0.94), so fusion has to combine two weak cues: the regime
-in which inverse effectiveness predicts the largest benefit. (Stronger audio noise is not used: the
-log-mel features then lose almost all sample-to-sample contrast and the spiking audio encoder stops learning.)
+in which inverse effectiveness predicts the largest benefit.
 
 Prints, per method, mean +- std over seeds of test accuracy (best-on-validation checkpoint), the unimodal
 heads, and the epochs each run needs until its validation accuracy reaches plain's mean final validation

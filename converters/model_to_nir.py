@@ -8,7 +8,9 @@ both into the neuron node ``fusion``, with
 
     W_m = g_m * W_hat_m        (concat: W_hat_m the modality's own projection; sum: the shared projection)
 
-and the fusion bias on ``fusion.audio`` (an Affine; ``fusion.visual`` is a Linear). The Output node is
+and the fusion bias on ``fusion.audio`` (an Affine; ``fusion.visual`` is a Linear). A fusion gate (``docs/gate.md``)
+adds the populations ``fusion.confidence.<m>``, ``fusion.gate.<m>`` (or ``fusion.gate.common``) and
+``fusion.relay.<m>``; the projections ``fusion.<m>`` then read the relays. The Output node is
 ``output.spikes`` (the neuron node ``output`` keeps its layer name). Neurons are exported with dt = 1:
 LIF tau = 1/(1-beta), r = tau; CubaLIF tau_syn = 1/(1-alpha), w_in = tau_syn, tau_mem = 1/(1-beta),
 r = tau_mem; v_leak = 0, v_reset = 0, reset "zero" (see ``nir_semantics``).
@@ -234,6 +236,24 @@ def _branch(b: _Builder, model: IEMFNet, modality: str, shape: tuple[int, ...]) 
     return source, shape
 
 
+def _gate(b: _Builder, fusion: nn.Module, sources: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+    """The gate's populations (``iemf_neuro.models.gate``): one weight node ``X.<source>`` per synapse into
+    population X (its readout chain ``X.<modality>.syn0, ...`` for a modality's features), the population's
+    bias on its first synapse (an Affine; the others Linear, inhibitory ones with negative weights)."""
+    for name, layer in fusion.gate.layers().items():
+        inputs = []
+        for i, inp in enumerate(layer.inputs):
+            src = inp.source
+            if src in MODALITIES:
+                src, _ = b.chain(list(fusion.readouts[src]), *sources[src], name, f"{name}.{src}.syn")
+            w = _array(inp.weight, f"{name} weight from {inp.source}")
+            node = f"{name}.{inp.source.removeprefix('fusion.')}"
+            b.nodes[node] = nir.Affine(w, _array(layer.bias, f"{name} bias")) if i == 0 else nir.Linear(w)
+            b.edges.append((src, node))
+            inputs.append(node)
+        b.neuron(layer.neuron, name, inputs, (layer.bias.shape[0],))
+
+
 def _fusion(b: _Builder, model: IEMFNet, sources: dict[str, tuple[str, tuple[int, ...]]],
             gains: dict[str, float]) -> list[ProjectionGain]:
     fusion = model.fusion
@@ -241,10 +261,15 @@ def _fusion(b: _Builder, model: IEMFNet, sources: dict[str, tuple[str, tuple[int
         raise UserError(f"fusion layer 'fusion' is {fusion.kind!r} (multiplicative), which NIR and neuromorphic "
                         f"chips cannot express; retrain with a deployable fusion: {' or '.join(DEPLOYABLE_FUSIONS)}")
     bias = _array(fusion.bias, "fusion bias")
+    if fusion.gate is not None:
+        _gate(b, fusion, sources)
     projections, inputs = [], []
     for modality in MODALITIES:
-        src, shape = sources[modality]
-        last, shape = b.chain(list(fusion.readouts[modality]), src, shape, "fusion", f"fusion.{modality}.syn")
+        if fusion.gate is not None:
+            last = f"fusion.relay.{modality}"
+        else:
+            src, shape = sources[modality]
+            last, shape = b.chain(list(fusion.readouts[modality]), src, shape, "fusion", f"fusion.{modality}.syn")
         w_hat = fusion.proj["shared" if fusion.kind == "sum" else modality].weight.detach()
         w = _array(w_hat * torch.tensor(gains[modality], dtype=w_hat.dtype), f"fusion projection {modality} weight")
         name = f"fusion.{modality}"
@@ -287,7 +312,8 @@ def export_model(model: IEMFNet, cfg: ModelConfig, gains: dict[str, float] | Non
         "class_names": [str(i) for i in range(cfg.num_classes)],
         "layers": [n for n in model.neurons()], "output_node": OUTPUT_NODE,
         "fusion": {"kind": model.fusion.kind, "gains": gains, "bias_node": "fusion.audio",
-                   "projections": {f"fusion.{p.modality}": asdict(p) for p in projections}},
+                   "projections": {f"fusion.{p.modality}": asdict(p) for p in projections},
+                   "gate": getattr(model.fusion.gate, "kind", "none")},
         "model_config": to_jsonable(cfg), "provenance": provenance(cfg),
         **({"fixed_point": network_spec(model).to_dict()} if model.quant_aware else {}),
         **(metadata or {}),

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from converters.nir_io import read_graph
+from converters.nir_semantics import graph_metadata
 from iemf_neuro.errors import UserError
 from iemf_neuro.provenance import to_jsonable, write_json_atomic, write_text_atomic
 from iemf_neuro.sweep_plot import draw_sweep, read_sweep
@@ -292,6 +294,32 @@ def sweep_section(sweep: Path | None) -> tuple[str | None, str]:
                        f"r {fit['pearson_r']:.2f}.")
 
 
+def fusion_note(run_dir: str | Path | None) -> str | None:
+    """How the deployed network (RUN_DIR/model.nir) weights its modalities, in one sentence."""
+    path = Path(run_dir) / "model.nir" if run_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        record = graph_metadata(read_graph(path))
+        gains = record["fusion"]["gains"]
+    except (UserError, KeyError, TypeError):
+        return None
+    calibration = record.get("fusion_calibration") or {}
+    how = (f"chosen by the {calibration['rule']} rule on the {calibration['condition'].get('split', 'val')} split "
+           f"for the deployment condition {_condition_text(calibration['condition'])}") if calibration \
+        else "unity: no static weighting"
+    gate = record.get("model_config", {}).get("gate", "none")
+    return (f"Fusion gains folded into the projections: audio {gains['audio']:g}, visual {gains['visual']:g} ({how}); "
+            + ("no on-chip gate." if gate == "none" else f"on-chip gate '{gate}' weights each sample."))
+
+
+def _condition_text(condition: dict[str, Any]) -> str:
+    parts = [f"audio {condition['audio_snr_db']:g} dB SNR" if condition.get("audio_snr_db") is not None else None,
+             f"image noise {condition['image_noise_std']:g}" if condition.get("image_noise_std") else None,
+             f"image occlusion {condition['image_occlusion']:g}" if condition.get("image_occlusion") else None]
+    return ", ".join(p for p in parts if p) or "clean"
+
+
 def _level_rows(r: EnergyReport) -> list[list[str]]:
     ops = ", ".join(f"{k.replace('_', ' ')} {v.mean:,.0f}" for k, v in r.operations.items())
     dom = {lv: ", ".join(f"{k} {share:.0%}" for k, share in r.dominant.get(lv, [])) or "-" for lv in ("core", "system")}
@@ -432,15 +460,17 @@ def write_reports(out_dir: str | Path, reports: dict[str, EnergyReport], counts:
         images["Spike raster"] = plot_raster(spikes)
     sweep = find_sweep(run_dir)
     sweep_image, sweep_note = sweep_section(sweep)
+    fusion = fusion_note(run_dir)
     if sweep_image:
         images["Inverse effectiveness"] = sweep_image
     accuracy = accuracy_chain(run_dir, fixed_dir)
-    summary = verdict(reports, accuracy)
+    summary = verdict(reports, accuracy) + (f" {fusion}" if fusion else "")
     record = {"provenance": provenance or {}, "verdict": summary, "accuracy": accuracy,
               "counts_source": counts.source, "samples": counts.samples,
               "time_steps": counts.time_steps, "targets": to_jsonable(reports), "counts": counts_summary(counts),
               "mapping": to_jsonable(mappings or {}), "compare": to_jsonable(compare or {}),
-              "labels": list(labels), "sweep": str(sweep) if sweep else None, "extra": to_jsonable(extra or {}),
+              "labels": list(labels), "sweep": str(sweep) if sweep else None, "fusion": fusion,
+              "extra": to_jsonable(extra or {}),
               "deployability": deployment}
     paths = {"json": out_dir / "energy.json", "md": out_dir / "report.md", "html": out_dir / "report.html"}
     write_json_atomic(paths["json"], record)

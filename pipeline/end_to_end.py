@@ -1,5 +1,10 @@
-"""train-and-convert: train (-> fixed-point fine-tuning) -> export to NIR -> Lava float and fixed -> energy report,
-in one run directory.
+"""train-and-convert: train (-> fixed-point fine-tuning) -> export to NIR -> inverse-effectiveness sweep -> Lava
+float and fixed -> energy report, in one run directory.
+
+How the deployed network weights its modalities (``fusion_gain``): gains (1, 1); static gains chosen by the
+reliability rule on the validation split under the declared deployment ``condition`` (``converters.fusion_gain``),
+under which the Lava stages then test; or the on-chip gate trained with the network (``dynamic``). The sweep
+(RUN_DIR/sweep_test.json) is the deployed network's accuracy over audio SNR x image noise, the report's curve.
 
 Fixed point (docs/lava.md, "Fixed point") deploys by default the float network with its weight exponents
 calibrated on training data, the better path in docs/benchmarks.md; with ``qat_epochs`` the float network is
@@ -22,25 +27,33 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from converters.nir_io import read_graph
+from converters.nir_semantics import graph_metadata
 from hardware_targets.report import energy_summary
+from iemf_neuro.data.corruption import Corruption
 from iemf_neuro.errors import UserError
 from iemf_neuro.provenance import config_hash, git_revision, package_versions, write_json_atomic
 from iemf_neuro.training.config import ConfigChanges, quant_aware_config
 from iemf_neuro.training.trainer import train
 
 from .energy import energy_report
-from .export import export_run
+from .evaluate import sweep_run
+from .export import export_for_condition
 from .fixed_choice import CHOICE_FILE, choose_fixed_point, deployed_dir
 from .simulate import SimulationRequest, prediction, simulate_run
 from .train import requested_config
 
 DEFAULT_TARGETS = ("loihi1", "loihi2", "truenorth", "ann-gpu")
+FUSION_GAINS = ("unity", "reliability", "dynamic")  # how the deployed network weights its modalities
+DYNAMIC_GATE = "model.gate=full"  # --fusion-gain dynamic trains the on-chip gate (docs/gate.md)
+IE_AUDIO_SNRS_DB = (None, 10.0, 0.0, -5.0)  # the report's inverse-effectiveness curve (None: clean audio)
+IE_IMAGE_NOISE_STDS = (0.0, 0.5, 0.9)
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,8 @@ class PipelineOptions:
     limit: int | None = None  # simulate only the first N test samples in Lava
     timeout_s: float = 1800.0  # Lava watchdog per simulation
     progress: bool = True
+    fusion_gain: str = "unity"  # unity | reliability (static gains for ``condition``) | dynamic (on-chip gate)
+    condition: dict[str, Any] = field(default_factory=dict)  # declared deployment condition (Corruption fields)
 
 
 def stage_keys(stages: list[Stage]) -> dict[str, str]:
@@ -107,6 +122,15 @@ def fixed_point_summary(run_dir: Path, fixed_dir: Path) -> dict[str, Any]:
             "spike_mismatches_vs_reference": sum(sim_fixed["mismatches"].values()), "reference": sim_fixed["reference"]}
 
 
+def fusion_summary(run_dir: Path) -> dict[str, Any]:
+    """How the deployed network weights its modalities: the gains folded into model.nir, how they were chosen,
+    the deployment condition the test accuracies were measured under, and whether the on-chip gate runs."""
+    record = graph_metadata(read_graph(run_dir / "model.nir"))
+    sim = json.loads((run_dir / "sim_float.json").read_text())
+    return {"gains": record["fusion"]["gains"], "calibration": record.get("fusion_calibration"),
+            "condition": sim["corruption"], "gate": record["model_config"].get("gate", "none")}
+
+
 def summarise(run_dir: Path, fixed_dir: Path) -> dict[str, Any]:
     """summary.json: the headline numbers of every stage, without timings."""
     def load(name: str) -> dict[str, Any]:
@@ -124,6 +148,7 @@ def summarise(run_dir: Path, fixed_dir: Path) -> dict[str, Any]:
         "spike_agreement_fixed": sim_fixed["float_spike_agreement"],
         "fixed_point": fixed_point_summary(run_dir, fixed_dir),
         "lava_samples": sim_float["samples"],
+        "fusion": fusion_summary(run_dir),
         "energy_verdict": energy["verdict"],
         "energy": {name: energy_summary(t) for name, t in energy["targets"].items()},
         "config": test["provenance"]["config"],
@@ -142,18 +167,34 @@ def train_and_convert(out: Path, changes: ConfigChanges, options: PipelineOption
         raise UserError(f"--limit {options.limit} must be >= 1")
     if options.qat_epochs < 0:
         raise UserError(f"--qat-epochs {options.qat_epochs} must be >= 0 (0: deploy the float network, calibrated)")
+    if options.fusion_gain not in FUSION_GAINS:
+        raise UserError(f"unknown --fusion-gain {options.fusion_gain!r}; choose one of {', '.join(FUSION_GAINS)}")
+    if options.fusion_gain == "reliability" and options.qat_epochs:
+        raise UserError("--fusion-gain reliability folds gains after training, which a network fine-tuned in fixed "
+                        "point with gains (1, 1) does not hold; drop --qat-epochs or use --fusion-gain dynamic")
+    Corruption(**options.condition)
+    if options.fusion_gain == "dynamic":
+        changes = replace(changes, overrides=(*changes.overrides, DYNAMIC_GATE))
     config, resuming = requested_config(out, changes, None)
     qat_dir = out / "qat"
+    static_rule = "reliability" if options.fusion_gain == "reliability" else "unity"
 
     def simulate(run_dir: Path, precision: str) -> Callable[[], None]:
-        request = SimulationRequest(precision, "test", options.limit, timeout_s=options.timeout_s)
+        request = SimulationRequest(precision, "test", options.limit, timeout_s=options.timeout_s,
+                                    **options.condition)
         return lambda: simulate_run(run_dir, request, progress=options.progress)
 
-    sim = {"split": "test", "limit": options.limit}
+    def ie_sweep() -> None:
+        sweep_run(out, "test", list(IE_AUDIO_SNRS_DB), list(IE_IMAGE_NOISE_STDS), progress=options.progress)
+
+    sim = {"split": "test", "limit": options.limit, "condition": options.condition}
     stages = [
         Stage("train", config.to_dict(), ("test_metrics.json", "checkpoints/best.pt"),
               lambda: train(out, config, resume=resuming, progress=options.progress)),
-        Stage("export", {}, ("model.nir",), lambda: export_run(out)),
+        Stage("export", {"fusion_gain": static_rule, "condition": options.condition}, ("model.nir",),
+              lambda: export_for_condition(out, None, static_rule, options.condition)),
+        Stage("sweep", {"audio_snr_db": IE_AUDIO_SNRS_DB, "image_noise_std": IE_IMAGE_NOISE_STDS},
+              ("sweep_test.json",), ie_sweep),
         Stage("lava-float", {**sim, "precision": "float"}, ("sim_float.json", "sim_float.npz"),
               simulate(out, "float")),
         Stage("lava-fixed", {**sim, "precision": "fixed"}, ("sim_fixed.json", "sim_fixed.npz"), simulate(out, "fixed")),
@@ -164,7 +205,7 @@ def train_and_convert(out: Path, changes: ConfigChanges, options: PipelineOption
             Stage("qat", qat.to_dict()["train"], ("qat/test_metrics.json", "qat/checkpoints/best.pt"),
                   lambda: train(qat_dir, qat, resume=(qat_dir / "checkpoints" / "last.pt").is_file(),
                                 progress=options.progress), restart=("qat",)),
-            Stage("export-qat", {}, ("qat/model.nir",), lambda: export_run(qat_dir)),
+            Stage("export-qat", {}, ("qat/model.nir",), lambda: export_for_condition(qat_dir, None, "unity", {})),
             Stage("lava-fixed-qat", {**sim, "precision": "fixed"}, ("qat/sim_fixed.json", "qat/sim_fixed.npz"),
                   simulate(qat_dir, "fixed")),
             Stage("fixed-choice", {"split": "val"}, (CHOICE_FILE,), lambda: choose_fixed_point(out, qat_dir))]

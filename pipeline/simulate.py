@@ -26,6 +26,7 @@ import torch
 
 from converters.model_to_nir import export_model
 from converters.nir_io import read_graph
+from converters.nir_semantics import graph_metadata
 from converters.quantize import CALIBRATION_SAMPLES, calibration_indices
 from hardware_targets.lava_sim import LavaRun, simulate_graph
 from iemf_neuro.data.corruption import Corruption
@@ -50,11 +51,13 @@ class SimulationRequest:
     calibration_samples: int = CALIBRATION_SAMPLES  # fixed point: training samples to calibrate on (0: by range)
     build: str = "simulation"  # simulation | loihi2-ready (only processes Loihi 2 runs on chip)
     allow_host: bool = False  # loihi2-ready: keep parts without an on-chip form on host processes
+    image_occlusion: float = 0.0  # occluded fraction of the image
 
     @property
     def corruption(self) -> dict[str, Any]:
         """The corruption fields ``load_dataset`` takes (clean by default, whatever the run trained on)."""
-        return {"audio_snr_db": self.audio_snr_db, "image_noise_std": self.image_noise_std}
+        return {"audio_snr_db": self.audio_snr_db, "image_noise_std": self.image_noise_std,
+                "image_occlusion": self.image_occlusion}
 
     @property
     def stem(self) -> str:
@@ -129,6 +132,14 @@ def run_model_graph(run_dir: Path, run) -> Any:
     return read_graph(nir_path) if nir_path.is_file() else export_model(run.model, run.model_config)
 
 
+def deployed_gains(model, graph) -> None:
+    """Give ``model`` the fusion gains the graph folded into its projections, so that snnTorch runs the network
+    Lava runs."""
+    gains = graph_metadata(graph).get("fusion", {}).get("gains")
+    if gains:
+        model.fusion.gain.copy_(torch.tensor([float(gains[m]) for m in MODALITIES], dtype=model.fusion.gain.dtype))
+
+
 def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, progress: bool = True) -> dict[str, Any]:
     """Simulate ``run_dir``'s model (``graph``, else RUN_DIR/model.nir, else a fresh export); returns the summary."""
     run_dir = Path(run_dir)
@@ -141,6 +152,7 @@ def simulate_run(run_dir: str | Path, request: SimulationRequest, graph=None, pr
     n = len(labels)
     if graph is None:
         graph = run_model_graph(run_dir, run)
+    deployed_gains(run.model, graph)
     x_a, x_v = torch_inputs(inputs)
     fixed = request.precision == "fixed"
     trained_fixed = fixed and run.train_config.quant_aware

@@ -46,17 +46,28 @@ def test_export_writes_model_nir(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-def test_export_calibrated_gains_to_custom_path(tmp_path, capsys):
+def test_export_reliability_gains_to_custom_path(tmp_path, capsys):
     run_dir, _ = make_run(tmp_path)
     out = tmp_path / "deploy" / "noisy.nir"
-    assert main(["export", str(run_dir), "--out", str(out), "--calibrate-gains", "--audio-snr-db", "0"]) == 0
+    assert main(["export", str(run_dir), "--out", str(out), "--fusion-gain", "reliability", "--audio-snr-db", "0"]) == 0
     meta = graph_metadata(nir.read(out))
     cal = meta["fusion_calibration"]
-    assert cal["condition"]["audio_snr_db"] == 0.0 and cal["gains"] == meta["fusion"]["gains"]
+    assert cal["rule"] == "reliability" and cal["condition"]["audio_snr_db"] == 0.0
+    assert cal["gains"] == meta["fusion"]["gains"]
     for proj in meta["fusion"]["projections"].values():
         assert proj["gain"] == proj["mantissa"] * 2.0 ** proj["exponent"] == cal["gains"][proj["modality"]]
         assert proj["mantissa"] * 8 == int(proj["mantissa"] * 8)  # 3 fractional mantissa bits by default
-    assert "calibrated gains" in capsys.readouterr().out
+    assert "reliability gains" in capsys.readouterr().out
+
+
+def test_export_power_of_two_gains(tmp_path, capsys):
+    run_dir, _ = make_run(tmp_path)
+    assert main(["export", str(run_dir), "--fusion-gain", "power-of-two", "--image-occlusion", "0.5"]) == 0
+    meta = graph_metadata(nir.read(run_dir / "model.nir"))
+    cal = meta["fusion_calibration"]
+    assert cal["rule"] == "power-of-two search" and 0.0 <= cal["accuracy"] <= 1.0
+    assert all(p["mantissa"] == 1.0 for p in meta["fusion"]["projections"].values())
+    assert "validation accuracy" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("gains, pattern", [("audio=0", "> 0"), ("visual=-1", "> 0"), ("audio=abc", "not a number"),
@@ -82,4 +93,4 @@ def test_unexportable_models(tmp_path, capsys):
 
 def test_condition_without_calibration_is_refused(tmp_path, capsys):
     run_dir, _ = make_run(tmp_path)
-    fails(capsys, ["export", str(run_dir), "--audio-snr-db", "0"], "--calibrate-gains", run_dir)
+    fails(capsys, ["export", str(run_dir), "--audio-snr-db", "0"], "--fusion-gain reliability", run_dir)

@@ -31,7 +31,7 @@ def test_overrides_reach_training_and_model_keys():
     ({"overrides": ["model.depth=3"]}, "unknown model config key 'model.depth'"),
     ({"overrides": ["lr"]}, "not key=value"),
     ({"overrides": ["lr=-1"]}, "positive"),
-    ({"method": "magic"}, "plain, aux-heads, iemf, ogm-ge, ogm-ge\\+iemf"),
+    ({"method": "magic"}, "plain, aux-heads, iemf, iemf-control, ogm-ge, ogm-ge\\+iemf"),
     ({"overrides": ["model.neuron.beta=0.3"]}, "exact Lava decays"),
 ])
 def test_bad_configs_raise_user_errors_naming_the_fix(kwargs, match):
@@ -50,11 +50,19 @@ def test_cosine_schedule_and_method_windows():
     assert TrainConfig(method="plain").uses_aux_loss is False and TrainConfig().uses_aux_loss is True
 
 
-def test_cremad_follows_the_iemf_reference_recipe():
-    """SGD 5e-3 (momentum 0.9), weight decay 5e-4, batch 32, x0.1 from epoch 70 of 100; IEMF on epochs 60-99 and
-    OGM-GE (when chosen) on 0-50, as in the IEMF reference code for CREMA-D."""
-    t = get_run_config("cremad-resnet18").train
+def test_cremad_follows_the_iemf_recipe():
+    """IEMF's CREMA-D recipe: SGD 5e-3 (momentum 0.9), weight decay 5e-4, batch 32, x0.1 from epoch 70 of 100;
+    IEMF window epochs 60 to the last, OGM-GE (when chosen) on 0-50."""
+    import torch
+
+    from iemf_neuro.training.trainer import make_optimizer
+
+    config = get_run_config("cremad-resnet18")
+    t = config.train
     assert (t.optimizer, t.lr, t.weight_decay, t.batch_size, t.epochs) == ("sgd", 5e-3, 5e-4, 32, 100)
+    group = make_optimizer(torch.nn.Linear(1, 1), config).param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (5e-3, 0.9, 5e-4)
+    assert (t.iemf_start, t.iemf_end, t.ogm_start, t.ogm_end) == (60, None, 0, 50)
     assert [t.lr_at(e) for e in (0, 69, 70, 99)] == [5e-3, 5e-3, 5e-3 * 0.1, 5e-3 * 0.1]
     assert [t.iemf_active(e) for e in (59, 60, 99)] == [False, True, True]
     ogm = get_run_config("cremad-resnet18", method="ogm-ge+iemf").train

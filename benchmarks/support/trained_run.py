@@ -35,12 +35,15 @@ def cached_training(run_dir: Path, config, what: str) -> Path:
     return run_dir
 
 
-def trained_run(config_name: str = "avdigits-mlp", seed: int = 0) -> Path:
-    """RUN_DIR of ``config_name`` trained with its defaults and ``seed``."""
+def trained_run(config_name: str = "avdigits-mlp", seed: int = 0, overrides: tuple[str, ...] = ()) -> Path:
+    """RUN_DIR of ``config_name`` trained with its defaults, ``seed`` and ``--set`` ``overrides`` (named in the
+    directory: ``model.gate=full`` -> bench-avdigits-mlp-gate-full-s0)."""
     from iemf_neuro.training.config import get_run_config
 
-    return cached_training(RUNS / f"bench-{config_name}-s{seed}", get_run_config(config_name, seed=seed),
-                           f"{config_name}, seed {seed}")
+    tag = "".join(f"-{o.rpartition('.')[2].replace('=', '-')}" for o in overrides)
+    return cached_training(RUNS / f"bench-{config_name}{tag}-s{seed}",
+                           get_run_config(config_name, seed=seed, overrides=list(overrides)),
+                           f"{config_name}{' ' + ', '.join(overrides) if overrides else ''}, seed {seed}")
 
 
 def quant_aware_run(config_name: str = "avdigits-mlp", seed: int = 0, epochs: int | None = None) -> Path:

@@ -2,7 +2,9 @@
 
 from .av_clips import AVClips, load_cremad, load_kinetics_sounds
 from .avdigits import AVDigits, load_split, summary, waveforms
-from .corruption import AudioWhiteNoise, Corruption, ImageGaussianNoise, ImageOcclusion
+from .corruption import (AudioPinkNoise, AudioWhiteNoise, Corruption, ImageGaussianNoise, ImageOcclusion,
+                         SampleDegradation, TrainingDegradation)
 
-__all__ = ["AVClips", "AVDigits", "AudioWhiteNoise", "Corruption", "ImageGaussianNoise", "ImageOcclusion",
-           "load_cremad", "load_kinetics_sounds", "load_split", "summary", "waveforms"]
+__all__ = ["AVClips", "AVDigits", "AudioPinkNoise", "AudioWhiteNoise", "Corruption", "ImageGaussianNoise",
+           "ImageOcclusion", "SampleDegradation", "TrainingDegradation", "load_cremad", "load_kinetics_sounds",
+           "load_split", "summary", "waveforms"]

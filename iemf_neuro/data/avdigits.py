@@ -1,8 +1,8 @@
 """AV-Digits: a spoken FSDD digit paired with a handwritten scikit-learn digit of the same class.
 
-``load_split`` decodes the shipped file once per process, applies the corruption (deterministic per seed and
-sample index), computes the normalised log-mel features and caches the resulting tensors, so repeated calls
-cost a tensor copy.
+``load_split`` decodes the shipped file once per process, applies the corruption or the per-sample training
+degradation (deterministic per seed, split and sample index), computes the normalised log-mel features and caches
+the resulting tensors, so repeated calls cost a tensor copy.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from iemf_neuro.errors import UserError
 
 from . import features
 from .build import FILE_VERSION, SPLITS
-from .corruption import Corruption, corrupt_audio, corrupt_images
+from .corruption import Corruption, TrainingDegradation, corrupt_audio, corrupt_images
 
 DEFAULT_PATH = Path(__file__).with_name("avdigits.npz")
 CLASS_NAMES = [str(d) for d in range(10)]
@@ -31,19 +31,21 @@ _CACHE_SIZE = 12
 class AVDigits(Dataset):
     """One split: ``ds[i] -> (audio [32, 32] mel x frames, image [8, 8], label)``; all float32 in [0, 1] but label.
 
-    ``audio``, ``image`` and ``labels`` hold the whole split (corruption applied) for batching without a DataLoader.
+    ``audio``, ``image`` and ``labels`` hold the whole split (corruption or degradation applied) for batching
+    without a DataLoader.
     """
 
     class_names = CLASS_NAMES
 
     def __init__(self, split: str, audio: torch.Tensor, image: torch.Tensor, labels: torch.Tensor,
-                 corruption: Corruption, seed: int) -> None:
+                 corruption: Corruption, seed: int, degradation: TrainingDegradation | None = None) -> None:
         self.split = split
         self.audio = audio  # float32 [N, 32, 32]
         self.image = image  # float32 [N, 8, 8]
         self.labels = labels  # int64 [N]
         self.corruption = corruption
         self.seed = seed
+        self.degradation = degradation
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -73,7 +75,7 @@ def load_file(path: str | Path | None = None) -> dict[str, np.ndarray]:
         except (OSError, ValueError) as exc:
             raise UserError(f"{path} is not a readable AV-Digits file ({exc}); rebuild it with "
                             "'iemf-neuro data build-avdigits'") from exc
-        if int(arrays.get("file_version", -1)) != FILE_VERSION or "mel_db_high" not in arrays:
+        if int(arrays.get("file_version", -1)) != FILE_VERSION or "test_image" not in arrays:
             raise UserError(f"{path} is not a complete AV-Digits file of version {FILE_VERSION}; rebuild it with "
                             "'iemf-neuro data build-avdigits --fsdd DIR'")
         _FILES[key] = arrays
@@ -88,38 +90,52 @@ def _clips(arrays: dict[str, np.ndarray], split: str) -> tuple[list[np.ndarray],
 
 def waveforms(split: str, corruption: Corruption | None = None, seed: int = 0,
               path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """float32 [N, WINDOW] model-input waveforms (corruption applied) and each recording's length in samples."""
+    """float32 [N, WINDOW] looped model-input waveforms (corruption applied) and each recording's length."""
     _check_split(split, seed)
     clips, lengths = _clips(load_file(path), split)
-    waves = features.place_in_window(clips)
-    return corrupt_audio(waves, lengths, corruption or Corruption(), seed, split), lengths
+    waves = features.loop_to_window(clips)
+    return corrupt_audio(waves, [corruption or Corruption()] * len(waves), seed, split), lengths
 
 
-def _build_split(split: str, corruption: Corruption, seed: int,
+def _plan(n: int, corruption: Corruption, degradation: TrainingDegradation | None, seed: int,
+          split: str) -> tuple[list[Corruption], np.ndarray, np.ndarray]:
+    """Per-sample corruptions and audio / image drop masks."""
+    if degradation is None:
+        return [corruption] * n, np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    draws = [degradation.draw(seed, split, i) for i in range(n)]
+    return ([d.corruption for d in draws], np.array([d.drop_audio for d in draws], dtype=bool),
+            np.array([d.drop_image for d in draws], dtype=bool))
+
+
+def _build_split(split: str, corruption: Corruption, degradation: TrainingDegradation | None, seed: int,
                  path: str | Path | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     arrays = load_file(path)
-    waves, _ = waveforms(split, corruption, seed, path)
-    db = features.log_mel_db(waves)
-    audio = features.normalise_db(db, float(arrays["mel_db_low"]), float(arrays["mel_db_high"]))
-    images = arrays[f"{split}_image"].astype(np.float32) / IMAGE_SCALE
-    images = corrupt_images(images, corruption, seed, split)
+    clips, _ = _clips(arrays, split)
+    corruptions, drop_audio, drop_image = _plan(len(clips), corruption, degradation, seed, split)
+    audio = features.audio_features(corrupt_audio(features.loop_to_window(clips), corruptions, seed, split))
+    audio[drop_audio] = 0.0
+    images = corrupt_images(arrays[f"{split}_image"].astype(np.float32) / IMAGE_SCALE, corruptions, seed, split)
+    images[drop_image] = 0.0
     return (torch.from_numpy(audio), torch.from_numpy(np.ascontiguousarray(images)),
             torch.from_numpy(arrays[f"{split}_label"].astype(np.int64)))
 
 
-def load_split(split: str, corruption: Corruption | None = None, seed: int = 0,
-               path: str | Path | None = None) -> AVDigits:
-    """One AV-Digits split with ``corruption`` applied deterministically for (seed, sample index)."""
+def load_split(split: str, corruption: Corruption | None = None, seed: int = 0, path: str | Path | None = None,
+               degradation: TrainingDegradation | None = None) -> AVDigits:
+    """One AV-Digits split with ``corruption`` (evaluation) or ``degradation`` (training) applied per sample,
+    deterministically for (seed, split, sample index)."""
     _check_split(split, seed)
+    if degradation is not None and corruption is not None and not corruption.is_identity:
+        raise UserError("pass either a corruption (evaluation) or a training degradation to load_split, not both")
     corruption = corruption or Corruption()
-    key = (split, corruption, int(seed), (Path(path) if path is not None else DEFAULT_PATH).resolve())
+    key = (split, corruption, degradation, int(seed), (Path(path) if path is not None else DEFAULT_PATH).resolve())
     if key not in _SPLITS:
-        _SPLITS[key] = _build_split(split, corruption, int(seed), path)
+        _SPLITS[key] = _build_split(split, corruption, degradation, int(seed), path)
         if len(_SPLITS) > _CACHE_SIZE:
             _SPLITS.popitem(last=False)
     _SPLITS.move_to_end(key)
     audio, image, labels = _SPLITS[key]
-    return AVDigits(split, audio.clone(), image.clone(), labels.clone(), corruption, int(seed))
+    return AVDigits(split, audio.clone(), image.clone(), labels.clone(), corruption, int(seed), degradation)
 
 
 def summary(path: str | Path | None = None, corruption: Corruption | None = None, seed: int = 0,

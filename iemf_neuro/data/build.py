@@ -27,7 +27,7 @@ from iemf_neuro.provenance import atomic_path, provenance, write_json_atomic
 
 from . import features
 
-FILE_VERSION = 1
+FILE_VERSION = 2  # 2: looped window, per-utterance normalisation (no stored dB scale)
 SPLITS = ("train", "val", "test")
 TEST_RECORDINGS = range(0, 5)
 VAL_RECORDINGS = range(5, 10)
@@ -57,9 +57,10 @@ def build_config() -> dict:
     """Everything that determines the file's content (stored inside it)."""
     return {
         "file_version": FILE_VERSION, "sample_rate": features.SAMPLE_RATE, "window": features.WINDOW,
-        "crop": "max-energy window; shorter clips centred, zero-padded", "storage": "G.711 mu-law uint8",
+        "crop": "max-energy window; shorter clips looped (tiled and cut)", "storage": "G.711 mu-law uint8",
         "n_fft": features.N_FFT, "hop": features.HOP, "n_mels": features.N_MELS, "frames": features.FRAMES,
-        "db_range": features.DB_RANGE, "db_floor": features.DB_FLOOR,
+        "db_floor": features.DB_FLOOR, "normalisation": "per-utterance standardised dB, clipped",
+        "eps_db": features.EPS_DB, "z_low": features.Z_LOW, "z_span": features.Z_SPAN,
         "test_recordings": [TEST_RECORDINGS.start, TEST_RECORDINGS.stop - 1],
         "val_recordings": [VAL_RECORDINGS.start, VAL_RECORDINGS.stop - 1],
         "image_seed": IMAGE_SEED, "image_test_fraction": IMAGE_TEST_FRACTION,
@@ -143,8 +144,7 @@ def build_arrays(fsdd_dir: str | Path, speakers: tuple[str, ...] | None = None) 
     """The file's arrays, in their fixed order.
 
     ``speakers`` restricts the rows to those speakers (splits and pairing still come from the whole directory, so
-    the rows equal the full build's rows); the train-derived scale constants need every train recording and are
-    only present when ``speakers`` is None.
+    the rows equal the full build's rows).
     """
     recordings = scan_fsdd(fsdd_dir)
     digit_images, targets = _load_digits()
@@ -156,7 +156,6 @@ def build_arrays(fsdd_dir: str | Path, speakers: tuple[str, ...] | None = None) 
         "speakers": np.array(names),
         "digits_split": splits_of_images,
     }
-    train_db = None
     for split in SPLITS:
         rows = [r for r in recordings if r.split == split]
         labels = np.array([r.digit for r in rows], dtype=np.int64)
@@ -173,13 +172,6 @@ def build_arrays(fsdd_dir: str | Path, speakers: tuple[str, ...] | None = None) 
         arrays[f"{split}_audio_ulaw"] = np.concatenate(codes) if codes else np.zeros(0, np.uint8)
         arrays[f"{split}_image_index"] = image_index[keep]
         arrays[f"{split}_image"] = digit_images[image_index[keep]]
-        if split == "train" and speakers is None:
-            waves = features.place_in_window([features.ulaw_decode(c) for c in codes])
-            train_db = features.log_mel_db(waves)
-    if train_db is not None:
-        low, high = features.db_scale_from_train(train_db)
-        arrays["mel_db_low"] = np.array(low, dtype=np.float64)
-        arrays["mel_db_high"] = np.array(high, dtype=np.float64)
     return arrays
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .config import BranchConfig, ModelConfig
+from .gate import build_gate
 from .network import Branch, Fusion, IEMFNet, ResidualBlock, SpikingStage
 from .neurons import NeuronConfig, make_neuron
 
@@ -81,6 +82,8 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def build_model(cfg: ModelConfig) -> IEMFNet:
+    """The network, its unimodal heads and, built last so that a seed initialises the deployed layers as it
+    did before the probe existed, the fused readout probe Linear(fusion_dim, classes)."""
     branches, readouts, heads, dims = {}, {}, {}, {}
     for modality in ("audio", "visual"):
         bcfg: BranchConfig = getattr(cfg, modality)
@@ -89,9 +92,10 @@ def build_model(cfg: ModelConfig) -> IEMFNet:
         readouts[modality] = readout
         dims[modality] = _numel(out_shape(readout, shape))
         heads[modality] = nn.Sequential(*copy.deepcopy(readout), nn.Linear(dims[modality], cfg.num_classes))
-    fusion = Fusion(cfg.fusion, readouts, dims, cfg.fusion_dim, make_neuron(cfg.neuron, (cfg.fusion_dim,)))
+    fusion = Fusion(cfg.fusion, readouts, dims, cfg.fusion_dim, make_neuron(cfg.neuron, (cfg.fusion_dim,)),
+                    build_gate(cfg.gate, heads, dims, cfg.fusion_dim, cfg.neuron))
     output, _ = stage(nn.Sequential(nn.Linear(cfg.fusion_dim, cfg.num_classes)), (cfg.fusion_dim,), cfg.neuron)
-    return IEMFNet(branches, fusion, output, heads)
+    return IEMFNet(branches, fusion, output, heads, nn.Linear(cfg.fusion_dim, cfg.num_classes))
 
 
 def spread_batchnorm(model: nn.Module) -> None:

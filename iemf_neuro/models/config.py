@@ -11,6 +11,7 @@ from .neurons import NeuronConfig
 
 ARCHS = ("mlp", "cnn", "resnet18")
 ENCODINGS = ("direct", "rate")
+GATES = ("none", "full", "relative", "common")  # per-sample fusion gate (gate.py); none: static gains only
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,16 @@ class ModelConfig:
     time_steps: int = 10  # T
     encoding: str = "direct"  # direct (analog current, Loihi 2 graded spikes) | rate (Bernoulli spikes)
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    gate: str = "none"  # none | full | relative | common: spiking per-sample fusion gate (gate.py)
 
     def __post_init__(self) -> None:
         if self.encoding not in ENCODINGS:
             raise UserError(f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}")
+        if self.gate not in GATES:
+            raise UserError(f"unknown model.gate={self.gate!r}; choose one of {', '.join(GATES)}")
+        if self.gate != "none" and self.fusion not in ("concat", "sum"):
+            raise UserError(f"model.gate={self.gate} gates an additive fusion, not {self.fusion!r}; "
+                            "set model.fusion=concat or sum")
         for key in ("time_steps", "fusion_dim", "num_classes"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool):

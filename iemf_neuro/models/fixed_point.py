@@ -182,11 +182,11 @@ class Projection:
 
     src: str  # source layer or input name
     pre: list[nn.Module]  # stateless readout before the weights (AvgPool2d, Flatten)
-    layer: nn.Linear | nn.Conv2d  # the weights
+    layer: nn.Linear | nn.Conv2d | torch.Tensor  # the weights (a tensor: a gate synapse's signed [out, in] matrix)
     gain: torch.Tensor | None  # fusion gain, folded into the weights in float32 as the exporter does
 
     def weight(self) -> torch.Tensor:
-        w = self.layer.weight.detach()
+        w = (self.layer if isinstance(self.layer, torch.Tensor) else self.layer.weight).detach()
         return (w if self.gain is None else w * self.gain.to(w.dtype)).double()
 
     def composed(self) -> torch.Tensor:
@@ -197,7 +197,7 @@ class Projection:
         """``weight`` after the readout, no bias, x [N, ...]; pooling sums, so integers stay integers."""
         for m in self.pre:
             x = m(x) * (_pool_area(m) if isinstance(m, nn.AvgPool2d) else 1)
-        if isinstance(self.layer, nn.Linear):
+        if not isinstance(self.layer, nn.Conv2d):
             return x @ weight.T
         c = self.layer
         return nn.functional.conv2d(x, weight, None, c.stride, c.padding, c.dilation, c.groups)
@@ -221,7 +221,8 @@ class Layer:
 
 
 def network_layers(net: nn.Module) -> list[Layer]:
-    """An ``IEMFNet``'s layers in forward order (mlp / cnn branches, concat fusion, 'lif' neurons)."""
+    """An ``IEMFNet``'s layers in forward order (mlp / cnn branches, concat fusion with or without a gate, 'lif'
+    neurons)."""
     from .network import MODALITIES, SpikingStage, over_time
 
     def split(seq: nn.Sequential, what: str) -> tuple[list[nn.Module], nn.Module]:
@@ -250,14 +251,36 @@ def network_layers(net: nn.Module) -> list[Layer]:
     fusion = net.fusion
     if fusion.kind != "concat":
         raise UserError(f"fusion {fusion.kind!r}: quantisation-aware training supports concat fusion only")
-    projs = [Projection(last[m], list(fusion.readouts[m]), fusion.proj[m], fusion.gain[i])
-             for i, m in enumerate(MODALITIES)]
-    layers.append(Layer("fusion", fusion.neuron, projs, fusion.bias,
-                        lambda f: fusion.current(f[last["audio"]], f[last["visual"]])))
+    if fusion.gate is None:
+        projs = [Projection(last[m], list(fusion.readouts[m]), fusion.proj[m], fusion.gain[i])
+                 for i, m in enumerate(MODALITIES)]
+        layers.append(Layer("fusion", fusion.neuron, projs, fusion.bias,
+                            lambda f: fusion.current(f[last["audio"]], f[last["visual"]])))
+    else:
+        layers.extend(gate_layers(fusion, last))
+        projs = [Projection(f"fusion.relay.{m}", [], fusion.proj[m], fusion.gain[i]) for i, m in enumerate(MODALITIES)]
+        layers.append(Layer("fusion", fusion.neuron, projs, fusion.bias,
+                            lambda f: fusion.mix(f["fusion.relay.audio"], f["fusion.relay.visual"])))
     layers.append(stage(net.output, "output", "fusion"))
     for layer in layers:
         if type(layer.neuron) is not snn.Leaky:
             raise UserError(f"layer {layer.name!r}: quantisation-aware training supports 'lif' neurons only")
+    return layers
+
+
+def gate_layers(fusion: nn.Module, last: dict[str, str]) -> list[Layer]:
+    """The fusion gate's populations (``gate.py``): a synapse from a modality's features reads that branch's last
+    layer through the fusion readout; the others read gate populations."""
+    from .network import MODALITIES, over_time
+
+    def current(gate_layer) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        return lambda f: gate_layer.current({**f, **{m: over_time(fusion.readouts[m], f[last[m]]) for m in MODALITIES}})
+
+    layers = []
+    for name, g in fusion.gate.layers().items():
+        projs = [Projection(last[i.source], list(fusion.readouts[i.source]), i.weight, None) if i.source in MODALITIES
+                 else Projection(i.source, [], i.weight, None) for i in g.inputs]
+        layers.append(Layer(name, g.neuron, projs, g.bias, current(g)))
     return layers
 
 

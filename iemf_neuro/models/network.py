@@ -141,16 +141,21 @@ class Fusion(nn.Module):
     gated:  z = sigmoid(W_z [s_a; s_v]); I = z * W_a s_a + (1 - z) * W_v s_v + b   (not deployable)
 
     ``gain`` holds (g_a, g_v): the fusion weighting that export folds into each projection's weights.
+    ``gate`` (``gate.FusionGate``, concat/sum only): spiking relays z_m replace the features x_m above, gated per
+    sample by the modalities' spiking confidences; None: the static gains alone.
     """
 
     def __init__(self, kind: str, readouts: dict[str, nn.Sequential], in_dims: dict[str, int], out_dim: int,
-                 neuron: nn.Module):
+                 neuron: nn.Module, gate: nn.Module | None = None):
         super().__init__()
         if kind not in FUSIONS:
             raise UserError(f"unknown fusion {kind!r}; set model.fusion to one of {', '.join(FUSIONS)}")
+        if gate is not None and kind not in DEPLOYABLE_FUSIONS:
+            raise UserError(f"a fusion gate needs an additive fusion, not {kind!r}; set model.fusion=concat or sum")
         self.kind = kind
         self.readouts = nn.ModuleDict(readouts)
-        a, v = in_dims["audio"], in_dims["visual"]
+        self.gate = gate
+        a, v = (gate.width, gate.width) if gate is not None else (in_dims["audio"], in_dims["visual"])
         if kind == "sum" and a != v:
             raise UserError(f"sum fusion needs equal feature sizes, got audio {a} and visual {v}; "
                             "use model.fusion=concat")
@@ -169,8 +174,14 @@ class Fusion(nn.Module):
         self.register_buffer("gain", torch.ones(2))
         self.neuron = neuron
 
-    def current(self, s_a: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
+    def current(self, s_a: torch.Tensor, s_v: torch.Tensor, record: dict | None = None) -> torch.Tensor:
         x_a, x_v = over_time(self.readouts["audio"], s_a), over_time(self.readouts["visual"], s_v)
+        if self.gate is not None:
+            x_a, x_v = self.gate(x_a, x_v, record)
+        return self.mix(x_a, x_v)
+
+    def mix(self, x_a: torch.Tensor, x_v: torch.Tensor) -> torch.Tensor:
+        """The fusion current from the two modalities' features (or, gated, their relays' spikes)."""
         g_a, g_v = self.gain[0], self.gain[1]
         p = self.proj
         if self.kind == "concat":
@@ -182,14 +193,19 @@ class Fusion(nn.Module):
         z = torch.sigmoid(p["gate"](torch.cat([x_a, x_v], dim=-1)))
         return z * p["audio"](x_a) + (1 - z) * p["visual"](x_v) + self.bias
 
-    def forward(self, s_a: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
-        return run_neurons(self.neuron, self.current(s_a, s_v))
+    def forward(self, s_a: torch.Tensor, s_v: torch.Tensor, record: dict | None = None) -> torch.Tensor:
+        return run_neurons(self.neuron, self.current(s_a, s_v, record))
+
+    def gate_neurons(self) -> dict[str, nn.Module]:
+        """The gate's populations by layer name (none without a gate)."""
+        return {} if self.gate is None else self.gate.neurons()
 
 
 @dataclass
 class NetOutput:
     counts: torch.Tensor  # [B, classes] output spike counts over T: the prediction is their argmax
     aux_logits: dict[str, torch.Tensor]  # unimodal heads' logits (training signal only)
+    fused_logits: torch.Tensor  # [B, classes] fused readout probe's logits (IEMF's fused score; never exported)
     spikes: dict[str, torch.Tensor] = field(default_factory=dict)  # layer -> [T, B, ...] when recorded
     features: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> encoder spikes [T, B, ...]
 
@@ -206,6 +222,9 @@ class IEMFNet(nn.Module):
 
     ``aux_detach``: when set, the auxiliary heads read detached encoder spikes, i.e. they become linear
     probes that measure each modality without training the encoders (baselines without auxiliary losses).
+    ``fused_head``: a linear probe on the fusion layer's detached mean spike rate, the same form as the
+    unimodal heads, so IEMF compares like with like (``training/iemf.py``); it trains only itself and is
+    not part of the deployed network.
     ``quant_aware``: when set, the network runs in Loihi fixed point (``fixed_point.fixed_spikes``), the
     network that quantisation-aware training trains and Lava's fixed-point models run.
     """
@@ -214,30 +233,33 @@ class IEMFNet(nn.Module):
     quant_aware: bool = False
 
     def __init__(self, branches: dict[str, Branch], fusion: Fusion, output: SpikingStage,
-                 aux_heads: dict[str, nn.Sequential]):
+                 aux_heads: dict[str, nn.Sequential], fused_head: nn.Linear):
         super().__init__()
         self.branches = nn.ModuleDict(branches)
         self.fusion = fusion
         self.output = output
         self.aux_heads = nn.ModuleDict(aux_heads)
+        self.fused_head = fused_head
 
     def forward(self, x_audio: torch.Tensor, x_visual: torch.Tensor, record: bool = False) -> NetOutput:
         if self.quant_aware:
             spikes = fixed_spikes(self, x_audio, x_visual)
             s_a, s_v = (spikes[f"{m}.{len(self.branches[m].blocks) - 1}"] for m in MODALITIES)
-            s_o = spikes["output"]
+            s_f, s_o = spikes["fusion"], spikes["output"]
             spikes = spikes if record else None
         else:
             spikes = {} if record else None
             s_a = self.branches["audio"](x_audio, spikes, "audio")
             s_v = self.branches["visual"](x_visual, spikes, "visual")
-            s_f = self.fusion(s_a, s_v)
+            s_f = self.fusion(s_a, s_v, spikes)
             s_o = self.output(s_f)
             if spikes is not None:
                 spikes["fusion"], spikes["output"] = s_f, s_o
         features = {"audio": s_a, "visual": s_v}
         aux = {m: self.aux_heads[m]((s.detach() if self.aux_detach else s).mean(dim=0)) for m, s in features.items()}
-        return NetOutput(counts=s_o.sum(dim=0), aux_logits=aux, spikes=spikes or {}, features=features)
+        fused = self.fused_head(s_f.detach().mean(dim=0))
+        return NetOutput(counts=s_o.sum(dim=0), aux_logits=aux, fused_logits=fused, spikes=spikes or {},
+                         features=features)
 
     def neurons(self) -> dict[str, nn.Module]:
         """Every neuron population by its layer name (the names used in recordings, NIR and reports)."""
@@ -248,5 +270,6 @@ class IEMFNet(nn.Module):
                     out[f"{m}.{i}.first"], out[f"{m}.{i}.second"] = block.first.neuron, block.second.neuron
                 else:
                     out[f"{m}.{i}"] = block.neuron
+        out.update(self.fusion.gate_neurons())
         out["fusion"], out["output"] = self.fusion.neuron, self.output.neuron
         return out

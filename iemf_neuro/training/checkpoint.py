@@ -87,13 +87,28 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoint") -> IEMFNet:
-    model = build_model(payload["run_config"].model)
+PROBE_KEYS = ("fused_head.weight", "fused_head.bias")  # the fused readout probe's weights (never exported)
+
+
+def load_weights(model: IEMFNet, state: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> bool:
+    """Load ``state`` into ``model``; False when it predates the fused readout probe.
+
+    Such a checkpoint lacks ``fused_head.*``: the probe, which only IEMF's coefficient reads, keeps its seeded
+    initialisation and the deployed network loads unchanged. Any other mismatch raises UserError.
+    """
+    missing = [k for k in PROBE_KEYS if k not in state]
+    current = model.state_dict()
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict({**state, **{k: current[k] for k in missing}})
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{path} does not match its model config ({first}); re-train the run") from exc
+    return not missing
+
+
+def model_from_checkpoint(payload: dict[str, Any], path: Path | str = "checkpoint") -> IEMFNet:
+    model = build_model(payload["run_config"].model)
+    load_weights(model, payload["model"], path)
     model.quant_aware = payload["run_config"].train.quant_aware
     return model.float().eval()
 

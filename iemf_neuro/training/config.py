@@ -16,7 +16,7 @@ from iemf_neuro.errors import UserError
 from iemf_neuro.models import NEURON_KERNELS, ModelConfig, get_model_config, model_config_from_dict
 from iemf_neuro.models.config import check_known_keys
 
-METHODS = ("plain", "aux-heads", "iemf", "ogm-ge", "ogm-ge+iemf")
+METHODS = ("plain", "aux-heads", "iemf", "iemf-control", "ogm-ge", "ogm-ge+iemf")
 DATASETS = ("avdigits", "synthetic", "cremad", "kinetics-sounds")
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("cosine", "step")
@@ -27,7 +27,7 @@ class TrainConfig:
     """How to train. Epoch windows are inclusive, 0-based; ``None`` as an end means "to the last epoch"."""
 
     dataset: str = "avdigits"  # avdigits | synthetic | cremad | kinetics-sounds
-    method: str = "iemf"  # plain | aux-heads | iemf | ogm-ge | ogm-ge+iemf
+    method: str = "iemf"  # plain | aux-heads | iemf | iemf-control | ogm-ge | ogm-ge+iemf
     epochs: int = 12  # passes over the training split
     batch_size: int = 64  # per process (DDP: each rank draws this many)
     eval_batch_size: int = 512  # validation/test batch
@@ -46,6 +46,8 @@ class TrainConfig:
     ogm_start: int = 0  # first epoch with OGM-GE modulation
     ogm_end: int | None = None  # last epoch with OGM-GE modulation
     corruption: dict | None = None  # Corruption fields applied to train, val and test (degraded study)
+    degradation: dict | None = field(default_factory=dict)  # AV-Digits training split: TrainingDegradation fields,
+    #                                                         {} its defaults, null clean (a corruption replaces it)
     data_root: str | None = None  # dataset folder (CREMA-D / Kinetics-Sounds)
     synthetic_size: int = 512  # training samples of the synthetic dataset (val/test: a quarter each)
     max_batches: int | None = None  # cap on batches per epoch (smoke tests)
@@ -100,15 +102,23 @@ class TrainConfig:
                 Corruption(**self.corruption)
             except TypeError as exc:
                 raise UserError(f"corruption {self.corruption}: {exc}; use the fields of Corruption") from exc
+        if self.degradation is not None:
+            training_degradation(self.degradation)
         if self.max_batches is not None and self.max_batches < 1:
             raise UserError(f"max_batches={self.max_batches} must be >= 1 or null")
 
     @property
     def uses_aux_loss(self) -> bool:
         """Whether the auxiliary heads' losses reach the encoders (else the heads are detached probes)."""
-        return self.method in ("aux-heads", "iemf", "ogm-ge+iemf")
+        return self.method in ("aux-heads", "iemf", "iemf-control", "ogm-ge+iemf")
+
+    @property
+    def iemf_control(self) -> bool:
+        """The control: IEMF's step (window, noise) with coeff fixed at 1, so the coefficient's effect shows."""
+        return self.method == "iemf-control"
 
     def iemf_active(self, epoch: int) -> bool:
+        """Whether this epoch modulates the fusion gradients (iemf, iemf-control, ogm-ge+iemf)."""
         return "iemf" in self.method and _in_window(epoch, self.iemf_start, self.iemf_end)
 
     def ogm_active(self, epoch: int) -> bool:
@@ -122,6 +132,16 @@ class TrainConfig:
         if self.epochs == 1:
             return self.lr
         return lr_min + (self.lr - lr_min) * (1 + math.cos(math.pi * epoch / (self.epochs - 1))) / 2
+
+
+def training_degradation(fields: dict) -> Any:
+    """The ``TrainingDegradation`` a config's ``degradation`` fields describe (JSON lists read as ranges)."""
+    from iemf_neuro.data import TrainingDegradation
+
+    try:
+        return TrainingDegradation(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    except TypeError as exc:
+        raise UserError(f"degradation {fields}: {exc}; use the fields of iemf_neuro.data.TrainingDegradation") from exc
 
 
 def check_type(key: str, value: Any, annotation: str) -> None:
@@ -147,6 +167,11 @@ class RunConfig:
     model: ModelConfig  # what to build
     train: TrainConfig = field(default_factory=TrainConfig)  # how to train it
 
+    def __post_init__(self) -> None:
+        if self.train.method.startswith("ogm-ge") and self.model.gate != "none":
+            raise UserError(f"OGM-GE scores each modality through the fusion projections directly, which a fusion "
+                            f"gate ({self.model.gate!r}) sits in front of; use --method iemf or set model.gate=none")
+
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
 
@@ -154,8 +179,8 @@ class RunConfig:
 RUN_CONFIGS: dict[str, RunConfig] = {
     "avdigits-mlp": RunConfig("avdigits-mlp", get_model_config("avdigits-mlp")),
     "avdigits-cnn": RunConfig("avdigits-cnn", get_model_config("avdigits-cnn"), TrainConfig(epochs=10)),
-    # The IEMF reference recipe for CREMA-D (Brain-Cog-Lab's IEMF code): SGD 5e-3, momentum 0.9, weight decay
-    # 5e-4, batch 32, x0.1 from epoch 70, 100 epochs; IEMF on epochs 60-99, OGM-GE (when chosen) on 0-50.
+    # IEMF's CREMA-D recipe: SGD 5e-3, momentum 0.9 (make_optimizer), weight decay 5e-4, batch 32, x0.1 from
+    # epoch 70, 100 epochs; IEMF window epochs 60 to the last (99), OGM-GE (when chosen) on 0-50.
     "cremad-resnet18": RunConfig("cremad-resnet18", get_model_config("cremad-resnet18"),
                                  TrainConfig(dataset="cremad", optimizer="sgd", lr=5e-3, weight_decay=5e-4,
                                              lr_schedule="step", lr_step_epoch=70, lr_step_factor=0.1,

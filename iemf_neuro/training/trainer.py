@@ -2,12 +2,14 @@
 
 Loss (label smoothing 0.1 on every term):
 
-    L = CE(counts_av, y) + CE(head_a, y) + CE(head_v, y)
+    L = CE(counts_av, y) + CE(head_a, y) + CE(head_v, y) + CE(head_av, y)
 
-With ``plain`` and ``ogm-ge`` the heads read detached encoder spikes (probes that only measure the
-modalities); with ``aux-heads``, ``iemf`` and ``ogm-ge+iemf`` their losses train the encoders too. After
-backward, ``iemf`` rescales the fusion layer's gradients (see ``iemf.py``), ``ogm-ge`` the encoders'
-(see ``ogm.py``), then the optimizer steps.
+head_av, the fused readout probe, reads detached fusion spikes and trains only itself (it gives IEMF its
+fused score). With ``plain`` and ``ogm-ge`` the unimodal heads read detached encoder spikes too (probes that
+only measure the modalities); with ``aux-heads``, ``iemf``, ``iemf-control`` and ``ogm-ge+iemf`` their losses
+train the encoders. After backward, ``iemf`` rescales the fusion layer's gradients and adds noise (see
+``iemf.py``; ``iemf-control`` adds the noise with coeff 1), ``ogm-ge`` the encoders' (see ``ogm.py``), then
+the optimizer steps.
 
 With ``quant_aware`` the network runs, in training and evaluation alike, through its exact Loihi fixed-point
 forward (``models/fixed_point.py``: integer weights, decays, thresholds and membranes, gradients straight
@@ -44,11 +46,11 @@ from iemf_neuro.models.fixed_point import network_layers
 from iemf_neuro.progress import progress as progress_bar
 from iemf_neuro.provenance import provenance, write_json_atomic, write_text_atomic
 
-from .checkpoint import checkpoint_paths, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import checkpoint_paths, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from .config import RunConfig, continue_config
 from .data import SPLITS, Batches, epoch_order, load_dataset, shard_batches
 from .evaluate import evaluate
-from .iemf import enhance_gradients, fusion_parameters, iemf_coefficient, true_class_score
+from .iemf import enhance_gradients, fusion_parameters, iemf_coefficient, iemf_scores, true_class_score
 from .ogm import encoder_parameters, ogm_coefficients, unimodal_counts
 
 
@@ -102,7 +104,7 @@ def build_net(config: RunConfig, device: torch.device | str = "cpu") -> IEMFNet:
         if payload["run_config"].model != config.model:
             raise UserError(f"init_from={t.init_from} holds a {payload['run_config'].model.name} model, not this "
                             "run's; fine-tune from a checkpoint of the same model config")
-        net.load_state_dict(payload["model"])
+        load_weights(net, payload["model"], t.init_from)
     net.aux_detach = not t.uses_aux_loss
     net.quant_aware = t.quant_aware
     if t.quant_aware:
@@ -133,11 +135,11 @@ def make_optimizer(net: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
 
 
 def compute_loss(out, labels: torch.Tensor, label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(total, fused) loss: CE(fused counts) + CE(audio head) + CE(visual head)."""
+    """(total, fused) loss: CE(fused counts) + CE(audio head) + CE(visual head) + CE(fused readout probe)."""
     fused = F.cross_entropy(out.counts.float(), labels, label_smoothing=label_smoothing)
-    aux = sum(F.cross_entropy(out.aux_logits[m].float(), labels, label_smoothing=label_smoothing)
-              for m in ("audio", "visual"))
-    return fused + aux, fused
+    heads = sum(F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+                for logits in (out.aux_logits["audio"], out.aux_logits["visual"], out.fused_logits))
+    return fused + heads, fused
 
 
 def distillation_loss(counts: torch.Tensor, teacher_counts: torch.Tensor) -> torch.Tensor:
@@ -199,9 +201,7 @@ def train_step(ctx: StepContext, audio: torch.Tensor, image: torch.Tensor, label
     ctx.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     with torch.no_grad():
-        scores = torch.stack([true_class_score(out.aux_logits["audio"], labels),
-                              true_class_score(out.aux_logits["visual"], labels),
-                              true_class_score(out.counts, labels)])
+        scores = iemf_scores(out, labels)
         iemf_on = t.iemf_active(epoch)
         if iemf_on:
             scores = _global_sum(scores, ctx.world)
@@ -218,7 +218,7 @@ def train_step(ctx: StepContext, audio: torch.Tensor, image: torch.Tensor, label
             enhance_gradients(encoder_parameters(ctx.net, "visual"), k_v, ctx.grad_gen)
             stats.update(ogm_k_audio=k_a, ogm_k_visual=k_v)
         if iemf_on:
-            enhance_gradients(fusion_parameters(ctx.net), coeff, ctx.grad_gen)
+            enhance_gradients(fusion_parameters(ctx.net), 1.0 if t.iemf_control else coeff, ctx.grad_gen)
     ctx.optimizer.step()
     return stats
 
@@ -287,7 +287,9 @@ def train(run_dir: str | Path, config: RunConfig, resume: bool = False, device: 
     start, history, best = 0, [], {"epoch": -1, "val_accuracy": -1.0}
     best_state = None
     if payload is not None:
-        net.load_state_dict(payload["model"])
+        if not load_weights(net, payload["model"], checkpoint_paths(run_dir)["last"]):
+            raise UserError(f"{run_dir} was trained before the fused readout probe (fused_head) existed, so it "
+                            "cannot be resumed; train into another --out")
         optimizer.load_state_dict(payload["optimizer"])
         set_rng_state(payload["rng"])
         encode_gen.set_state(payload["encode_gen"])
@@ -337,7 +339,8 @@ def train(run_dir: str | Path, config: RunConfig, resume: bool = False, device: 
         row = {"epoch": epoch, "lr": t.lr_at(epoch), **{f"train_{k}": v / len(batches) for k, v in sums.items()},
                "iemf_active": t.iemf_active(epoch), "ogm_active": t.ogm_active(epoch),
                "val_accuracy": val.accuracy, "val_audio_accuracy": val.audio_accuracy,
-               "val_visual_accuracy": val.visual_accuracy, "val_loss": val.loss,
+               "val_visual_accuracy": val.visual_accuracy, "val_fused_head_accuracy": val.fused_head_accuracy,
+               "val_loss": val.loss,
                "firing_rates": val.firing_rates, "epoch_s": time.perf_counter() - tic}
         if teacher is not None:
             row["val_agreement"] = prediction_agreement(net, teacher, config.model, data["val"], t.eval_batch_size,

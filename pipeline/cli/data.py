@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="split to describe (repeatable; default: all)")
     info.add_argument("--path", metavar="PATH", default=None, help="AV-Digits file (default: the shipped one)")
     info.add_argument("--audio-snr-db", type=float, default=None, metavar="X",
-                      help="add white noise to the audio at this SNR in dB")
+                      help="add noise to the audio at this SNR in dB")
+    info.add_argument("--audio-noise", choices=("white", "pink"), default="white",
+                      help="type of the audio noise (pink is never used in training: a mismatch test)")
     info.add_argument("--image-noise-std", type=float, default=0.0, metavar="S",
                       help="add Gaussian pixel noise of this std (pixels in [0, 1])")
     info.add_argument("--image-occlusion", type=float, default=0.0, metavar="F",
@@ -47,7 +49,7 @@ def run_build(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from iemf_neuro.data import Corruption, summary
 
-    corruption = Corruption(args.audio_snr_db, args.image_noise_std, args.image_occlusion)
+    corruption = Corruption(args.audio_snr_db, args.image_noise_std, args.image_occlusion, args.audio_noise)
     splits = tuple(dict.fromkeys(args.split or ("train", "val", "test")))
     info = summary(args.path, corruption, args.seed, splits)
     print("AV-Digits: FSDD spoken digits (CC BY-SA 4.0) paired with scikit-learn handwritten digits")

@@ -2,7 +2,8 @@
 in Lava.
 
     iemf-neuro simulate RUN_DIR --precision float|fixed [--split test] [--limit N] [--audio-snr-db DB]
-                        [--image-noise-std S] [--seed S]     -> RUN_DIR/sim_<precision>[_<split>].json, .npz
+                        [--image-noise-std S] [--image-occlusion F] [--seed S]
+                        -> RUN_DIR/sim_<precision>[_<split>].json, .npz
     iemf-neuro simulate GRAPH.nir --inputs X.npz --steps T [--dt DT] [--precision ...] --out OUT.npz
 
 Both forms take ``--build loihi2-ready`` (only processes Loihi 2 runs on chip; results then go to
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=None, help="run form: first N samples only")
     parser.add_argument("--audio-snr-db", type=float, default=None, help="run form: audio white-noise SNR")
     parser.add_argument("--image-noise-std", type=float, default=0.0, help="run form: image pixel noise std")
+    parser.add_argument("--image-occlusion", type=float, default=0.0, help="run form: occluded image fraction")
     parser.add_argument("--seed", type=int, default=None, help="run form: corruption/encoding seed "
                                                                 "(default: the run's seed)")
     parser.add_argument("--inputs", type=Path, default=None, help="graph form: .npz, one [N, T, *shape] "
@@ -73,7 +75,8 @@ def simulate_run(args: argparse.Namespace) -> int:
     from pipeline.simulate import SimulationRequest, simulate_run as run_simulation
 
     request = SimulationRequest(args.precision, args.split, args.limit, args.audio_snr_db, args.image_noise_std,
-                                args.seed, args.timeout, build=args.build, allow_host=args.allow_host)
+                                args.seed, args.timeout, build=args.build, allow_host=args.allow_host,
+                                image_occlusion=args.image_occlusion)
     summary = run_simulation(args.target, request, progress=not args.no_progress)
     acc, stem = summary["accuracy"], args.target / request.stem
     print(f"Lava {args.precision} on {args.split} ({summary['samples']} samples): accuracy {acc['lava']:.4f} "

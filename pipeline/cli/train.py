@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="named run config: avdigits-mlp (default), avdigits-cnn, cremad-resnet18")
     parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/CONFIG-METHOD-sSEED)")
     parser.add_argument("--method", default=None,
-                        help="plain | aux-heads | iemf (default) | ogm-ge | ogm-ge+iemf")
+                        help="plain | aux-heads | iemf (default) | iemf-control | ogm-ge | ogm-ge+iemf")
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")

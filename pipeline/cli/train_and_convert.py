@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .export import add_condition_arguments, condition_of
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -15,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "an interrupted training resumes with its recorded config.")
     parser.add_argument("--config", default=None, help="named run config (default avdigits-mlp)")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (default runs/demo)")
-    parser.add_argument("--method", default=None, help="plain | aux-heads | iemf (default) | ogm-ge | ogm-ge+iemf")
+    parser.add_argument("--method", default=None, help="plain | aux-heads | iemf (default) | iemf-control | ogm-ge | ogm-ge+iemf")
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -26,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fine-tune this many epochs through the fixed-point forward and deploy that network "
                              "(default 0: deploy the float network, its exponents calibrated on training data, "
                              "the better path measured in docs/benchmarks.md)")
+    parser.add_argument("--fusion-gain", default="unity", choices=("unity", "reliability", "dynamic"),
+                        help="how the deployed network weights its modalities: unity gains (default), static gains "
+                             "from each modality's validation reliability under the deployment condition below, or "
+                             "the on-chip gate trained with the network (docs/nir.md, 'Fusion gains')")
+    add_condition_arguments(parser)
     parser.add_argument("--limit", type=int, default=None, help="simulate only the first N test samples in Lava")
     parser.add_argument("--timeout", type=float, default=1800.0, help="Lava watchdog per simulation, seconds")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -38,13 +45,16 @@ def run(args: argparse.Namespace) -> int:
 
     changes = ConfigChanges(args.config, args.method, args.epochs, args.seed, tuple(args.overrides))
     options = PipelineOptions(tuple(args.target) or DEFAULT_TARGETS, args.qat_epochs, args.limit, args.timeout,
-                              progress=not args.quiet)
+                              progress=not args.quiet, fusion_gain=args.fusion_gain, condition=condition_of(args))
     summary = train_and_convert(args.out, changes, options)
     fp = summary["fixed_point"]
     print(f"snnTorch accuracy {summary['accuracy_snntorch']:.4f}; Lava float {summary['accuracy_lava_float']:.4f} "
           f"({summary['spike_mismatches_float']} spike mismatches); Lava fixed {summary['accuracy_lava_fixed']:.4f} "
           f"({fp['path']}: drop {fp['drop_points']:.2f} points, same prediction on "
           f"{100 * fp['prediction_agreement']:.1f} % of samples)")
+    fusion = summary["fusion"]
+    print(f"fusion gains audio {fusion['gains']['audio']:g}, visual {fusion['gains']['visual']:g} "
+          f"({args.fusion_gain}; on-chip gate {fusion['gate']}); test condition {fusion['condition']}")
     print(summary["energy_verdict"])
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'report.html'}")
     return 0
