@@ -135,3 +135,22 @@ def assert_one_line_error(code: int, stderr: str) -> None:
 def simulate_argv(graph: Path, inputs: Path, out: Path) -> list[str]:
     return ["simulate", str(graph), "--inputs", str(inputs), "--steps", str(STEPS), "--out", str(out),
             "--no-progress"]
+
+
+def grads_after_step(method: str):
+    """One training step of avdigits-mlp with ``method`` at lr 0 on fixed random data (seeded generators): the
+    network, every parameter's gradient after the step's modulation, and the step's statistics."""
+    import torch
+
+    from iemf_neuro.training.config import get_run_config
+    from iemf_neuro.training.trainer import StepContext, build_net, train_step
+
+    config = get_run_config("avdigits-mlp", method=method)
+    net = build_net(config)
+    ctx = StepContext(net, net, config, torch.optim.SGD(net.parameters(), lr=0.0), torch.Generator().manual_seed(5),
+                      torch.Generator().manual_seed(9))
+    data = torch.Generator().manual_seed(1)
+    audio, image = torch.rand(32, 32, 32, generator=data), torch.rand(32, 8, 8, generator=data)
+    labels = torch.randint(0, 10, (32,), generator=data)
+    stats = train_step(ctx, audio, image, labels, epoch=0)
+    return net, {n: p.grad.clone() for n, p in net.named_parameters()}, stats

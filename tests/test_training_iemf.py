@@ -4,11 +4,10 @@ import math
 
 import pytest
 import torch
+from cases import grads_after_step
 
-from iemf_neuro.training.config import get_run_config
 from iemf_neuro.training.iemf import fusion_parameters, iemf_coefficient, true_class_score
 from iemf_neuro.training.ogm import encoder_parameters, ogm_coefficients
-from iemf_neuro.training.trainer import StepContext, build_net, train_step
 
 
 def test_true_class_score_sums_true_class_probabilities():
@@ -34,22 +33,9 @@ def test_ogm_coefficients_slow_the_dominant_modality():
     assert (k_a.item(), k_v.item()) == pytest.approx((1 - math.tanh(0.8 * 4.0), 1.0), abs=1e-6)
 
 
-def _grads_after_step(method: str):
-    config = get_run_config("avdigits-mlp", method=method)
-    net = build_net(config)
-    gen = torch.Generator().manual_seed(5)
-    ctx = StepContext(net, net, config, torch.optim.SGD(net.parameters(), lr=0.0), gen,
-                      torch.Generator().manual_seed(9))
-    data = torch.Generator().manual_seed(1)
-    audio, image = torch.rand(32, 32, 32, generator=data), torch.rand(32, 8, 8, generator=data)
-    labels = torch.randint(0, 10, (32,), generator=data)
-    stats = train_step(ctx, audio, image, labels, epoch=0)
-    return net, {n: p.grad.clone() for n, p in net.named_parameters()}, stats
-
-
 def test_iemf_changes_only_fusion_gradients_by_coeff_plus_seeded_noise():
-    net, plain, _ = _grads_after_step("aux-heads")
-    _, iemf, stats = _grads_after_step("iemf")
+    net, plain, _ = grads_after_step("aux-heads")
+    _, iemf, stats = grads_after_step("iemf")
     fusion_ids = {id(p) for p in fusion_parameters(net)}
     fusion_names = [n for n, p in net.named_parameters() if id(p) in fusion_ids]
     assert set(fusion_names) == {"fusion.proj.audio.weight", "fusion.proj.visual.weight", "fusion.bias"}
@@ -67,8 +53,8 @@ def test_iemf_changes_only_fusion_gradients_by_coeff_plus_seeded_noise():
 
 
 def test_ogm_changes_only_encoder_weights():
-    net, plain, _ = _grads_after_step("plain")
-    _, ogm, stats = _grads_after_step("ogm-ge")
+    net, plain, _ = grads_after_step("plain")
+    _, ogm, stats = grads_after_step("ogm-ge")
     encoder_ids = {id(p) for m in ("audio", "visual") for p in encoder_parameters(net, m)}
     changed = {n for n, p in net.named_parameters() if not torch.equal(plain[n], ogm[n])}
     assert changed == {n for n, p in net.named_parameters() if id(p) in encoder_ids}
@@ -76,8 +62,8 @@ def test_ogm_changes_only_encoder_weights():
 
 
 def test_plain_heads_are_probes_that_leave_encoders_alone():
-    net, plain, _ = _grads_after_step("plain")
-    _, aux, _ = _grads_after_step("aux-heads")
+    net, plain, _ = grads_after_step("plain")
+    _, aux, _ = grads_after_step("aux-heads")
     assert torch.equal(plain["aux_heads.audio.0.weight"], aux["aux_heads.audio.0.weight"])
     assert not torch.equal(plain["branches.audio.blocks.0.synapse.1.weight"],
                            aux["branches.audio.blocks.0.synapse.1.weight"])

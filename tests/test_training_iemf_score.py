@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from cases import grads_after_step
 
 from iemf_neuro.errors import UserError
 from iemf_neuro.models import NetOutput
@@ -12,7 +13,7 @@ from iemf_neuro.training import trainer
 from iemf_neuro.training.checkpoint import PROBE_KEYS, checkpoint_paths, load_run
 from iemf_neuro.training.config import get_run_config
 from iemf_neuro.training.iemf import iemf_coefficient, iemf_scores, true_class_score
-from iemf_neuro.training.trainer import StepContext, build_net, train_step
+from iemf_neuro.training.trainer import build_net
 
 CLASSES, T = 6, 4  # cremad-resnet18's output: counts in [0, 4] over 6 classes
 LABELS = torch.arange(CLASSES).repeat(4)
@@ -68,24 +69,12 @@ def test_coefficient_limits_and_range(gain):
     assert all(0 < v <= gain * (1 + math.tanh(1.0)) for v in values)
 
 
-def _step(method: str):
-    config = get_run_config("avdigits-mlp", method=method)
-    net = build_net(config)
-    ctx = StepContext(net, net, config, torch.optim.SGD(net.parameters(), lr=0.0), torch.Generator().manual_seed(5),
-                      torch.Generator().manual_seed(9))
-    data = torch.Generator().manual_seed(1)
-    audio, image = torch.rand(32, 32, 32, generator=data), torch.rand(32, 8, 8, generator=data)
-    labels = torch.randint(0, 10, (32,), generator=data)
-    stats = train_step(ctx, audio, image, labels, epoch=0)
-    return net, {n: p.grad.clone() for n, p in net.named_parameters()}, stats
-
-
 def test_control_differs_from_iemf_only_by_the_coefficient():
     t = get_run_config("avdigits-mlp", method="iemf-control").train
     assert t.uses_aux_loss and t.iemf_control and t.iemf_active(0) and not t.ogm_active(0)
-    net, iemf, stats = _step("iemf")
-    _, control, control_stats = _step("iemf-control")
-    _, aux, _ = _step("aux-heads")
+    net, iemf, stats = grads_after_step("iemf")
+    _, control, control_stats = grads_after_step("iemf-control")
+    _, aux, _ = grads_after_step("aux-heads")
     coeff = stats["iemf_coeff"]
     assert control_stats["iemf_coeff"] == coeff and coeff.item() != pytest.approx(1.0)
     fusion = {"fusion.proj.audio.weight", "fusion.proj.visual.weight", "fusion.bias"}
