@@ -110,13 +110,17 @@ def table(reports: dict[str, EnergyReport]) -> str:
 
 
 def accuracy_chain(run_dir: str | Path | None, fixed_dir: str | Path | None = None) -> dict[str, float]:
-    """snnTorch -> Lava float -> Lava fixed test accuracy, from whichever of the run's files exist; the fixed
-    point one from ``fixed_dir`` (the run whose fixed-point network is deployed) when given."""
+    """snnTorch -> Lava float -> Lava fixed test accuracy, from whichever of the run's files exist; snnTorch's on
+    the samples and condition Lava ran (sim_float.json), else training's clean test; the fixed point one from
+    ``fixed_dir`` (the run whose fixed-point network is deployed) when given."""
     found: dict[str, float] = {}
     if run_dir is None:
         return found
-    for key, path, keys in (("snnTorch", Path(run_dir) / "test_metrics.json", ("accuracy",)),
-                            ("Lava float", Path(run_dir) / "sim_float.json", ("accuracy", "lava")),
+    sim_float = Path(run_dir) / "sim_float.json"
+    snn = (sim_float, ("accuracy", "snntorch")) if sim_float.is_file() else (Path(run_dir) / "test_metrics.json",
+                                                                             ("accuracy",))
+    for key, path, keys in (("snnTorch", *snn),
+                            ("Lava float", sim_float, ("accuracy", "lava")),
                             ("Lava fixed point", Path(fixed_dir or run_dir) / "sim_fixed.json", ("accuracy", "lava"))):
         try:
             value: Any = json.loads(path.read_text())
@@ -128,12 +132,15 @@ def accuracy_chain(run_dir: str | Path | None, fixed_dir: str | Path | None = No
     return found
 
 
-def verdict(reports: dict[str, EnergyReport], accuracy: dict[str, float] | None = None) -> str:
-    """One paragraph a reader can take in at a glance: accuracy through the toolchain, then per target the
-    core and system energy per inference (ranges), latency, resources and the constant that dominates."""
+def verdict(reports: dict[str, EnergyReport], accuracy: dict[str, float] | None = None,
+            condition: str | None = None) -> str:
+    """One paragraph a reader can take in at a glance: accuracy through the toolchain (under ``condition``, in
+    words), then per target the core and system energy per inference (ranges), latency, resources and the
+    constant that dominates."""
     parts = []
     if accuracy:
-        parts.append("Test accuracy " + " → ".join(f"{k} {v:.1%}" for k, v in accuracy.items()) + ".")
+        parts.append("Test accuracy" + (f" ({condition})" if condition else "") + " "
+                     + " → ".join(f"{k} {v:.1%}" for k, v in accuracy.items()) + ".")
     targets = []
     for r in reports.values():
         if r.system_range is None:
@@ -306,14 +313,23 @@ def fusion_note(run_dir: str | Path | None) -> str | None:
         return None
     calibration = record.get("fusion_calibration") or {}
     how = (f"chosen by the {calibration['rule']} rule on the {calibration['condition'].get('split', 'val')} split "
-           f"for the deployment condition {_condition_text(calibration['condition'])}") if calibration \
+           f"for the deployment condition {condition_text(calibration['condition'])}") if calibration \
         else "unity: no static weighting"
     gate = record.get("model_config", {}).get("gate", "none")
     return (f"Fusion gains folded into the projections: audio {gains['audio']:g}, visual {gains['visual']:g} ({how}); "
             + ("no on-chip gate." if gate == "none" else f"on-chip gate '{gate}' weights each sample."))
 
 
-def _condition_text(condition: dict[str, Any]) -> str:
+def tested_condition(run_dir: str | Path | None) -> str | None:
+    """The condition the run's Lava simulation ran under, in words (None without one)."""
+    try:
+        return condition_text(json.loads((Path(run_dir) / "sim_float.json").read_text())["corruption"])
+    except (TypeError, OSError, ValueError, KeyError):
+        return None
+
+
+def condition_text(condition: dict[str, Any]) -> str:
+    """A deployment condition (Corruption fields) in words: "audio 0 dB SNR, image noise 0.5", or "clean"."""
     parts = [f"audio {condition['audio_snr_db']:g} dB SNR" if condition.get("audio_snr_db") is not None else None,
              f"image noise {condition['image_noise_std']:g}" if condition.get("image_noise_std") else None,
              f"image occlusion {condition['image_occlusion']:g}" if condition.get("image_occlusion") else None]
@@ -464,7 +480,7 @@ def write_reports(out_dir: str | Path, reports: dict[str, EnergyReport], counts:
     if sweep_image:
         images["Inverse effectiveness"] = sweep_image
     accuracy = accuracy_chain(run_dir, fixed_dir)
-    summary = verdict(reports, accuracy) + (f" {fusion}" if fusion else "")
+    summary = verdict(reports, accuracy, tested_condition(run_dir)) + (f" {fusion}" if fusion else "")
     record = {"provenance": provenance or {}, "verdict": summary, "accuracy": accuracy,
               "counts_source": counts.source, "samples": counts.samples,
               "time_steps": counts.time_steps, "targets": to_jsonable(reports), "counts": counts_summary(counts),

@@ -35,7 +35,7 @@ import numpy as np
 
 from converters.nir_io import read_graph
 from converters.nir_semantics import graph_metadata
-from hardware_targets.report import energy_summary
+from hardware_targets.report import condition_text, energy_summary
 from iemf_neuro.data.corruption import Corruption
 from iemf_neuro.errors import UserError
 from iemf_neuro.provenance import config_hash, git_revision, package_versions, write_json_atomic
@@ -128,7 +128,8 @@ def fusion_summary(run_dir: Path) -> dict[str, Any]:
     record = graph_metadata(read_graph(run_dir / "model.nir"))
     sim = json.loads((run_dir / "sim_float.json").read_text())
     return {"gains": record["fusion"]["gains"], "calibration": record.get("fusion_calibration"),
-            "condition": sim["corruption"], "gate": record["model_config"].get("gate", "none")}
+            "condition": sim["corruption"], "condition_text": condition_text(sim["corruption"]),
+            "gate": record["model_config"].get("gate", "none")}
 
 
 def summarise(run_dir: Path, fixed_dir: Path) -> dict[str, Any]:

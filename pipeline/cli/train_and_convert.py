@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "an interrupted training resumes with its recorded config.")
     parser.add_argument("--config", default=None, help="named run config (default avdigits-mlp)")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (default runs/demo)")
-    parser.add_argument("--method", default=None, help="plain | aux-heads | iemf (default) | iemf-control | ogm-ge | ogm-ge+iemf")
+    parser.add_argument("--method", default=None,
+                        help="plain | aux-heads | iemf (default) | iemf-control | ogm-ge | ogm-ge+iemf")
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -47,14 +48,13 @@ def run(args: argparse.Namespace) -> int:
     options = PipelineOptions(tuple(args.target) or DEFAULT_TARGETS, args.qat_epochs, args.limit, args.timeout,
                               progress=not args.quiet, fusion_gain=args.fusion_gain, condition=condition_of(args))
     summary = train_and_convert(args.out, changes, options)
-    fp = summary["fixed_point"]
-    print(f"snnTorch accuracy {summary['accuracy_snntorch']:.4f}; Lava float {summary['accuracy_lava_float']:.4f} "
-          f"({summary['spike_mismatches_float']} spike mismatches); Lava fixed {summary['accuracy_lava_fixed']:.4f} "
-          f"({fp['path']}: drop {fp['drop_points']:.2f} points, same prediction on "
-          f"{100 * fp['prediction_agreement']:.1f} % of samples)")
-    fusion = summary["fusion"]
+    fp, fusion = summary["fixed_point"], summary["fusion"]
+    print(f"test split, {fusion['condition_text']}: snnTorch {summary['accuracy_snntorch_float64']:.4f}; Lava float "
+          f"{summary['accuracy_lava_float']:.4f} ({summary['spike_mismatches_float']} spike mismatches); Lava fixed "
+          f"{summary['accuracy_lava_fixed']:.4f} ({fp['path']}: drop {fp['drop_points']:.2f} points, same prediction "
+          f"on {100 * fp['prediction_agreement']:.1f} % of samples)")
     print(f"fusion gains audio {fusion['gains']['audio']:g}, visual {fusion['gains']['visual']:g} "
-          f"({args.fusion_gain}; on-chip gate {fusion['gate']}); test condition {fusion['condition']}")
+          f"({args.fusion_gain}; on-chip gate {fusion['gate']})")
     print(summary["energy_verdict"])
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'report.html'}")
     return 0
