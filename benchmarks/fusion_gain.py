@@ -14,8 +14,10 @@ degrades the validation and test splits the same way for every arm. Arms:
 
 Reported per arm: grid-mean, worst-cell and clean-cell test accuracy, the silent-output rate (samples whose
 output layer never fires), and the grid-mean difference to unity with a paired bootstrap 95 % CI (seeds and test
-samples resampled together for both arms, BOOTSTRAP draws). ``--lava`` adds fixed point: unity, reliability and the
-best deployable arm on every seed and cell through the bit-exact simulation of Lava's fixed-point models (against
+samples resampled together for both arms, BOOTSTRAP draws). The floor (>= +2 points, CI above 0, <= 0.5 points clean
+loss) is judged on UNDER_TEST, the proposed rule, not on whichever arm scores highest on test (a choice made on the
+test data would inflate its own result). ``--lava`` adds fixed point: unity, reliability and the
+power-of-two search on every seed and cell through the bit-exact simulation of Lava's fixed-point models (against
 snnTorch and against unity in fixed point), and Lava itself on the grid's diagonal for seed 0.
 
     .venv/bin/python benchmarks/fusion_gain.py [--seeds 5] [--json OUT] [--lava] [--curve]
@@ -52,6 +54,7 @@ AUDIO_SNRS_DB = (None, 0.0, -5.0, -10.0, -15.0)  # None: clean
 IMAGE_NOISE_STDS = (0.0, 0.4, 0.6, 0.9, 1.5)
 GRID = [Corruption(audio_snr_db=snr, image_noise_std=std) for snr in AUDIO_SNRS_DB for std in IMAGE_NOISE_STDS]
 GATES = ("full", "relative", "common")
+UNDER_TEST = "reliability"  # the arm the floor is judged on, the proposed rule (power-of-two: its ceiling)
 DEPLOYABLE = ("reliability", "power-of-two") + tuple(f"gate-{g}" for g in GATES)
 BOOTSTRAP = 2000
 CORRUPTION_SEED = 0  # the same degraded samples for every seed and arm: pairs are exact
@@ -137,9 +140,10 @@ def summarise(results: dict[str, np.ndarray], silent: dict[str, np.ndarray]) -> 
 def unimodal_curve(run_dir) -> None:
     """Each auxiliary head's validation accuracy over a fine range of its modality's degradation."""
     run = load_run(run_dir)
-    for name, conditions in (("audio SNR dB", [Corruption(audio_snr_db=s) for s in (None, 20, 10, 5, 0, -5, -10)]),
+    for name, conditions in (("audio SNR dB", [Corruption(audio_snr_db=s) for s in
+                                               (None, 20, 10, 5, 0, -5, -10, -15, -20)]),
                              ("image noise std", [Corruption(image_noise_std=s) for s in
-                                                  (0.0, 0.2, 0.3, 0.5, 0.7, 0.9, 1.2)])):
+                                                  (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9, 1.2, 1.5, 2.0)])):
         row = []
         for c in conditions:
             spikes = branch_spikes(run.model, run.model_config, load_split("val", c, seed=CORRUPTION_SEED))
@@ -175,7 +179,7 @@ def lava_check(run_dir, gains: dict[str, float] | None, cell: Corruption) -> dic
 def fixed_point_figures(loaded, outcomes, arms: tuple[str, ...]) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
     """Fixed-point accuracy of ``arms`` on every seed and cell (gains as chosen in float), their difference to
     the same arm in snnTorch and to unity in fixed point, with paired bootstrap CIs; and the per-sample results."""
-    calibration = {s: calibration_inputs(nets["static"]) for s, nets in loaded.items()}
+    calibration = {s: calibration_inputs(nets["static"], corruption={}) for s, nets in loaded.items()}
     fixed = {a: np.zeros_like(np.stack([[o.correct for o in row] for row in outcomes[a]])) for a in arms}
     for ci, c in enumerate(progress(GRID, desc="fixed point", unit="cell")):
         test = load_split("test", c, seed=CORRUPTION_SEED)
@@ -201,7 +205,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5, help="trained seeds per network (default 5)")
     parser.add_argument("--json", default=None, help="write the arms' figures to this JSON file")
-    parser.add_argument("--lava", action="store_true", help="check the best deployable arm in Lava fixed point")
+    parser.add_argument("--lava", action="store_true",
+                        help="fixed point: every cell and seed, and Lava on the diagonal")
     parser.add_argument("--curve", action="store_true", help="print the unimodal curves of seed 0 and stop")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -232,16 +237,15 @@ def main() -> None:
     for arm, f in figures.items():
         print(f"{arm:<22}{f['grid_mean']:>10.2f}{f['worst_cell']:>8.2f}{f['clean']:>8.2f}{f['silent_rate']:>8.3f}"
               f"{f['diff_vs_unity']:>+10.2f}  [{f['ci95'][0]:+.2f}, {f['ci95'][1]:+.2f}]")
-    best = max(DEPLOYABLE, key=lambda a: figures[a]["diff_vs_unity"])
-    f = figures[best]
+    f = figures[UNDER_TEST]
     floor = f["diff_vs_unity"] >= 2 and f["ci95"][0] > 0 and f["clean_diff_vs_unity"] >= -0.5
-    print(f"best deployable arm: {best}, {f['diff_vs_unity']:+.2f} points grid mean (CI {f['ci95'][0]:+.2f} .. "
+    print(f"arm under test: {UNDER_TEST}, {f['diff_vs_unity']:+.2f} points grid mean (CI {f['ci95'][0]:+.2f} .. "
           f"{f['ci95'][1]:+.2f}), clean {f['clean_diff_vs_unity']:+.2f}: floor (>= +2, CI above 0, clean >= -0.5) "
-          f"{'met' if floor else 'NOT met'}")
+          f"{'met' if floor else 'NOT met'}; highest on test among the deployable arms (after the fact): "
+          f"{max(DEPLOYABLE, key=lambda a: figures[a]['diff_vs_unity'])}")
     lava = fixed = None
     if args.lava:
-        fixed, fixed_correct = fixed_point_figures(loaded, outcomes, tuple(dict.fromkeys(("unity", "reliability",
-                                                                                          best))))
+        fixed, fixed_correct = fixed_point_figures(loaded, outcomes, ("unity", UNDER_TEST, "power-of-two"))
         for arm, f in fixed.items():
             lo, hi = f["fixed_minus_snntorch_ci95"]
             u_lo, u_hi = f["diff_vs_unity_fixed_ci95"]
@@ -250,12 +254,11 @@ def main() -> None:
                   f"{f['max_abs_cell_fixed_minus_snntorch']:.2f}), vs unity in fixed point "
                   f"{f['diff_vs_unity_fixed']:+.2f} (CI {u_lo:+.2f} .. {u_hi:+.2f})")
         diagonal = [GRID[i * len(IMAGE_NOISE_STDS) + i] for i in range(len(AUDIO_SNRS_DB))]
-        run_dir = runs[0][best] if best.startswith("gate-") else runs[0]["static"]
-        lava = [lava_check(run_dir, outcomes[best][0][GRID.index(c)].gains, c) for c in diagonal]
+        lava = [lava_check(runs[0]["static"], outcomes[UNDER_TEST][0][GRID.index(c)].gains, c) for c in diagonal]
         for c, row in zip(diagonal, lava):
-            row["simulate_fixed"] = 100 * float(fixed_correct[best][0, GRID.index(c)].mean())
-            print(f"Lava fixed point, {best}, seed 0, {row['cell']}: {row['lava_fixed']:.2f} (bit-exact simulation "
-                  f"{row['simulate_fixed']:.2f}) vs snnTorch {row['snntorch']:.2f} "
+            row["simulate_fixed"] = 100 * float(fixed_correct[UNDER_TEST][0, GRID.index(c)].mean())
+            print(f"Lava fixed point, {UNDER_TEST}, seed 0, {row['cell']}: {row['lava_fixed']:.2f} (bit-exact "
+                  f"simulation {row['simulate_fixed']:.2f}) vs snnTorch {row['snntorch']:.2f} "
                   f"({row['lava_fixed'] - row['snntorch']:+.2f} points)")
     print(f"({time.perf_counter() - start:.0f} s)")
     if args.json:
@@ -263,7 +266,7 @@ def main() -> None:
                 for a, f in figures.items()}
         with open(args.json, "w") as fh:
             json.dump({"arms": arms, "grid": {"audio_snr_db": AUDIO_SNRS_DB, "image_noise_std": IMAGE_NOISE_STDS},
-                       "seeds": args.seeds, "best_deployable": best, "floor_met": floor, "lava": lava,
+                       "seeds": args.seeds, "under_test": UNDER_TEST, "floor_met": floor, "lava": lava,
                        "fixed_point": fixed,
                        "per_cell": {a: f["per_cell"] for a, f in figures.items()}}, fh, indent=1)
 

@@ -112,6 +112,7 @@ def branch_spikes(model: IEMFNet, cfg: ModelConfig, data: Any, batch_size: int =
     audio, image, labels = _arrays(data)
     if len(labels) == 0:
         raise UserError("the calibration split is empty; pick a split with samples")
+    was_training = model.training
     net = model.eval()
     generator = torch.Generator().manual_seed(seed)
     out = BranchSpikes([], [], labels.long(), {})
@@ -124,6 +125,7 @@ def branch_spikes(model: IEMFNet, cfg: ModelConfig, data: Any, batch_size: int =
             getattr(out, m).append(s[m])
             log_probs[m].append(torch.log_softmax(net.aux_heads[m](s[m].mean(dim=0)).double(), -1))
     out.head_log_probs = {m: torch.cat(lp) for m, lp in log_probs.items()}
+    model.train(was_training)
     return out
 
 

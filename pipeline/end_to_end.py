@@ -52,6 +52,7 @@ from .train import requested_config
 DEFAULT_TARGETS = ("loihi1", "loihi2", "truenorth", "ann-gpu")
 FUSION_GAINS = ("unity", "reliability", "dynamic")  # how the deployed network weights its modalities
 DYNAMIC_GATE = "model.gate=full"  # --fusion-gain dynamic trains the on-chip gate (docs/gate.md)
+CONDITION_KEYS = ("audio_snr_db", "image_noise_std", "image_occlusion")  # what --fusion-gain's condition may set
 IE_AUDIO_SNRS_DB = (None, 10.0, 0.0, -5.0)  # the report's inverse-effectiveness curve (None: clean audio)
 IE_IMAGE_NOISE_STDS = (0.0, 0.5, 0.9)
 
@@ -74,6 +75,25 @@ class PipelineOptions:
     progress: bool = True
     fusion_gain: str = "unity"  # unity | reliability (static gains for ``condition``) | dynamic (on-chip gate)
     condition: dict[str, Any] = field(default_factory=dict)  # declared deployment condition (Corruption fields)
+
+
+def check_condition(condition: dict[str, Any]) -> None:
+    """A deployment condition holds only the fields the Lava stages degrade the test split by, with valid values."""
+    unknown = sorted(set(condition) - set(CONDITION_KEYS))
+    if unknown:
+        raise UserError(f"unknown deployment condition keys {unknown}; use {', '.join(CONDITION_KEYS)}")
+    Corruption(**condition)
+
+
+def gate_changes(changes: ConfigChanges, fusion_gain: str) -> ConfigChanges:
+    """``dynamic`` trains the on-chip gate: ``model.gate=full`` unless the command line chose a kind."""
+    if fusion_gain != "dynamic":
+        return changes
+    gates = [o for o in changes.overrides if o.startswith("model.gate=")]
+    if gates and gates[-1] == "model.gate=none":
+        raise UserError("--fusion-gain dynamic trains the on-chip gate, which --set model.gate=none turns off; "
+                        "drop one of them")
+    return changes if gates else replace(changes, overrides=(*changes.overrides, DYNAMIC_GATE))
 
 
 def stage_keys(stages: list[Stage]) -> dict[str, str]:
@@ -173,10 +193,8 @@ def train_and_convert(out: Path, changes: ConfigChanges, options: PipelineOption
     if options.fusion_gain == "reliability" and options.qat_epochs:
         raise UserError("--fusion-gain reliability folds gains after training, which a network fine-tuned in fixed "
                         "point with gains (1, 1) does not hold; drop --qat-epochs or use --fusion-gain dynamic")
-    Corruption(**options.condition)
-    if options.fusion_gain == "dynamic":
-        changes = replace(changes, overrides=(*changes.overrides, DYNAMIC_GATE))
-    config, resuming = requested_config(out, changes, None)
+    check_condition(options.condition)
+    config, resuming = requested_config(out, gate_changes(changes, options.fusion_gain), None)
     qat_dir = out / "qat"
     static_rule = "reliability" if options.fusion_gain == "reliability" else "unity"
 

@@ -8,11 +8,13 @@ import pytest
 import torch
 
 from hardware_targets.report import fusion_note
+from iemf_neuro.data import load_split
 from iemf_neuro.errors import UserError
 from iemf_neuro.models import build_model, get_model_config
 from iemf_neuro.training import RunConfig
 from iemf_neuro.training.checkpoint import checkpoint_paths, save_checkpoint
-from pipeline.end_to_end import PipelineOptions, train_and_convert
+from iemf_neuro.training.data import load_dataset
+from pipeline.end_to_end import DYNAMIC_GATE, PipelineOptions, gate_changes, train_and_convert
 from pipeline.export import export_for_condition, export_run
 from pipeline.simulate import SimulationRequest, simulate_run
 from pipeline.train import ConfigChanges
@@ -60,6 +62,8 @@ def test_report_names_the_rule_and_the_condition(tmp_path):
     (PipelineOptions(fusion_gain="reliability", qat_epochs=2), "drop --qat-epochs"),
     (PipelineOptions(condition={"audio_snr_db": float("nan")}), "finite"),
     (PipelineOptions(condition={"image_occlusion": 2.0}), "fraction"),
+    (PipelineOptions(condition={"audio_snr_dB": 0.0}), "unknown deployment condition keys"),
+    (PipelineOptions(condition={"audio_noise": "pink"}), "unknown deployment condition keys"),
 ])
 def test_train_and_convert_refuses_before_training(tmp_path, options, pattern):
     with pytest.raises(UserError, match=pattern):
@@ -71,3 +75,19 @@ def test_gains_are_never_chosen_on_test(tmp_path):
     run_dir = make_run(tmp_path)
     with pytest.raises(UserError, match="never on test"):
         export_for_condition(run_dir, None, "power-of-two", {}, split="test")
+
+
+def test_dynamic_trains_the_gate_keeping_a_chosen_kind():
+    assert gate_changes(ConfigChanges(), "dynamic").overrides == (DYNAMIC_GATE,)
+    relative = ConfigChanges(overrides=("model.gate=relative",))
+    assert gate_changes(relative, "dynamic") == relative and gate_changes(relative, "unity") == relative
+    with pytest.raises(UserError, match="model.gate=none"):
+        gate_changes(ConfigChanges(overrides=("model.gate=none",)), "dynamic")
+
+
+def test_gains_are_chosen_on_clean_or_degraded_data_as_asked():
+    config = RunConfig("avdigits-mlp", get_model_config("avdigits-mlp"))
+    clean, as_trained = load_dataset(config, "train", corruption={}), load_dataset(config, "train")
+    assert torch.equal(clean.audio, load_split("train").audio)  # {} is clean, even for the training split
+    assert not torch.equal(as_trained.audio, clean.audio)  # no corruption asked: the split training sees
+    assert (as_trained.audio.flatten(1).amax(1) == 0).any()  # modality dropout among them

@@ -9,6 +9,7 @@ with the same code): the message names the git revision a reused run was trained
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def trained_run(config_name: str = "avdigits-mlp", seed: int = 0, overrides: tup
     directory: ``model.gate=full`` -> bench-avdigits-mlp-gate-full-s0)."""
     from iemf_neuro.training.config import get_run_config
 
-    tag = "".join(f"-{o.rpartition('.')[2].replace('=', '-')}" for o in overrides)
+    tag = "".join("-" + re.sub(r"[^A-Za-z0-9.]+", "-", o.partition("=")[0].rpartition(".")[2] + "="
+                                + o.partition("=")[2]).strip("-") for o in overrides)
     return cached_training(RUNS / f"bench-{config_name}{tag}-s{seed}",
                            get_run_config(config_name, seed=seed, overrides=list(overrides)),
                            f"{config_name}{' ' + ', '.join(overrides) if overrides else ''}, seed {seed}")

@@ -89,8 +89,9 @@ def _clip_dataset(config: RunConfig, split: str) -> Any:
 
 
 def load_dataset(config: RunConfig, split: str, corruption: dict | None = None) -> Any:
-    """One split of the configured dataset; ``corruption`` (Corruption fields) overrides the config's. AV-Digits'
-    training split is randomly degraded per sample (``degradation``) unless a corruption is given."""
+    """One split of the configured dataset; ``corruption`` (Corruption fields, ``{}`` for clean) overrides the
+    config's. AV-Digits' training split as training sees it (no corruption asked for, none configured) is degraded
+    at random per sample (``degradation``)."""
     train = config.train
     fields = corruption if corruption is not None else train.corruption
     if train.dataset == "synthetic":
@@ -99,11 +100,10 @@ def load_dataset(config: RunConfig, split: str, corruption: dict | None = None) 
     if train.dataset == "avdigits":
         from iemf_neuro.data import load_split
 
-        fixed = _corruption(fields)
         degradation = None
-        if split == "train" and (fixed is None or fixed.is_identity) and train.degradation is not None:
+        if split == "train" and fields is None and train.degradation is not None:
             degradation = training_degradation(train.degradation)
-        return load_split(split, corruption=fixed, seed=train.seed, degradation=degradation)
+        return load_split(split, corruption=_corruption(fields), seed=train.seed, degradation=degradation)
     if fields:
         raise UserError(f"corruptions exist for AV-Digits only; drop --set corruption for {train.dataset!r}")
     return _clip_dataset(config, split)
