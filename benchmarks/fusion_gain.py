@@ -153,10 +153,18 @@ def unimodal_curve(run_dir) -> None:
         print(f"{name}: " + "; ".join(row))
 
 
+def condition_fields(c: Corruption) -> dict:
+    """The corruption fields ``simulate`` runs a cell under: its test samples and the training samples its
+    fixed-point exponents are calibrated on (``pipeline.simulate.simulate_run``)."""
+    return SimulationRequest(audio_snr_db=c.audio_snr_db, image_noise_std=c.image_noise_std,
+                             image_occlusion=c.image_occlusion).corruption
+
+
 def fixed_point_correct(run, gains: dict[str, float] | None, test, calibration: dict[str, np.ndarray]) -> np.ndarray:
-    """Per test sample, whether the network exported with ``gains`` and quantised as Lava's fixed-point models run
-    it (exponents calibrated on ``calibration``, training samples) predicts the label; ``simulate_fixed`` is
-    bit-exact with those models (tests/test_lava_conv.py), so the whole grid needs no Lava process."""
+    """Per test sample, whether the network exported with ``gains`` and quantised as ``simulate --precision fixed``
+    quantises it (exponents calibrated on ``calibration``, training samples under the cell's condition) predicts
+    the label; ``simulate_fixed`` is bit-exact with Lava's fixed-point models (tests/test_lava_conv.py), so the
+    whole grid needs no Lava process."""
     graph = export_model(run.model, run.model_config, gains)
     plan = plan_graph(graph)
     x = encode_inputs(run.model_config, torch.as_tensor(test.audio), torch.as_tensor(test.image),
@@ -169,8 +177,7 @@ def fixed_point_correct(run, gains: dict[str, float] | None, test, calibration: 
 def lava_check(run_dir, gains: dict[str, float] | None, cell: Corruption) -> dict:
     """Lava fixed point vs snnTorch (float64) on the test split of ``cell``, the network exported with ``gains``."""
     run = load_run(run_dir)
-    request = SimulationRequest("fixed", "test", audio_snr_db=cell.audio_snr_db, image_noise_std=cell.image_noise_std,
-                                seed=CORRUPTION_SEED)
+    request = SimulationRequest("fixed", "test", seed=CORRUPTION_SEED, **condition_fields(cell))
     summary = simulate_run(run_dir, request, graph=export_model(run.model, run.model_config, gains), progress=False)
     return {"cell": cell_name(cell), "lava_fixed": 100 * summary["accuracy"]["lava"],
             "snntorch": 100 * summary["accuracy"]["snntorch"]}
@@ -179,14 +186,14 @@ def lava_check(run_dir, gains: dict[str, float] | None, cell: Corruption) -> dic
 def fixed_point_figures(loaded, outcomes, arms: tuple[str, ...]) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
     """Fixed-point accuracy of ``arms`` on every seed and cell (gains as chosen in float), their difference to
     the same arm in snnTorch and to unity in fixed point, with paired bootstrap CIs; and the per-sample results."""
-    calibration = {s: calibration_inputs(nets["static"], corruption={}) for s, nets in loaded.items()}
     fixed = {a: np.zeros_like(np.stack([[o.correct for o in row] for row in outcomes[a]])) for a in arms}
     for ci, c in enumerate(progress(GRID, desc="fixed point", unit="cell")):
         test = load_split("test", c, seed=CORRUPTION_SEED)
         for s, nets in loaded.items():
+            calibration = calibration_inputs(nets["static"], corruption=condition_fields(c))
             for a in arms:
                 run = nets[a] if a.startswith("gate-") else nets["static"]
-                fixed[a][s, ci] = fixed_point_correct(run, outcomes[a][s][ci].gains, test, calibration[s])
+                fixed[a][s, ci] = fixed_point_correct(run, outcomes[a][s][ci].gains, test, calibration)
     out = {}
     for a in arms:
         snn = np.stack([[o.correct for o in row] for row in outcomes[a]])
