@@ -7,7 +7,7 @@ degrades the validation and test splits the same way for every arm. Arms:
 
     unity               gains (1, 1): IEMF only shapes training, so this is the deployed baseline
     inverse (removed)   the former rule g_m ~ 1 + tanh(1 - E_m / E_av), E from spike-count softmaxes
-    reliability         converters.fusion_gain.calibrate_gains on validation under the cell's condition
+    reliability         converters.fusion_gain's reliability rule on validation under the cell's condition
     power-of-two        the most accurate pair of powers of two on validation under the cell (the static ceiling)
     gate-full/-relative/-common   the network trained with the on-chip gate of that kind, gains (1, 1)
     product-of-experts  non-spiking reference: argmax_k log p_a(k) + log p_v(k) of the auxiliary heads
@@ -35,18 +35,15 @@ import numpy as np
 import torch
 from support.trained_run import trained_run
 
-from converters.fusion_gain import (BranchSpikes, branch_spikes, calibrate_gains, fused_counts, power_of_two_search,
+from converters.fusion_gain import (BranchSpikes, branch_spikes, fused_counts, power_of_two_choice, reliability_choice,
                                     snap_gain)
 from converters.model_to_nir import export_model
-from converters.nir_to_lava import plan_graph
-from converters.quantize import Calibration, quantize_plan, simulate_fixed
-from hardware_targets.lava_sim import check_inputs
 from iemf_neuro.data import Corruption, load_split
 from iemf_neuro.models import encode_inputs
 from iemf_neuro.models.network import MODALITIES
 from iemf_neuro.progress import progress
 from iemf_neuro.training.checkpoint import load_run
-from pipeline.simulate import SimulationRequest, batch_major, calibration_inputs, prediction, simulate_run
+from pipeline.simulate import SimulationRequest, batch_major, calibration_inputs, fixed_point_prediction, simulate_run
 
 # Chosen from seed 0's unimodal validation curves (--curve, docs/benchmarks.md) before any arm was run: the levels
 # where each head scores about clean, 0.75, 0.55, 0.35 and 0.2 (chance 0.1).
@@ -89,14 +86,14 @@ def outcome(model, spikes: BranchSpikes, gains: dict[str, float]) -> Outcome:
     return Outcome((counts.argmax(-1) == spikes.labels).numpy(), (counts.sum(-1) == 0).numpy(), gains)
 
 
-def static_arms(run, val, test) -> dict[str, Outcome]:
-    """Every static arm of one network in one cell: gains chosen on ``val``, scored on ``test``."""
+def static_arms(run, val, clean_val: BranchSpikes, test) -> dict[str, Outcome]:
+    """Every static arm of one network in one cell: gains chosen on ``val`` (``clean_val``: the clean validation
+    split's encoder spikes, the reliability rule's reference), scored on ``test``."""
     model, cfg, seed = run.model, run.model_config, run.train_config.seed
     val_spikes, test_spikes = branch_spikes(model, cfg, val, seed=seed), branch_spikes(model, cfg, test, seed=seed)
     gains = {"unity": {"audio": 1.0, "visual": 1.0}, "inverse (removed)": inverse_rule_gains(model, val_spikes),
-             "reliability": calibrate_gains(model, cfg, val, load_split("val", seed=CORRUPTION_SEED),
-                                            seed=seed).gains,
-             "power-of-two": power_of_two_search(model, cfg, val, seed=seed).gains}
+             "reliability": reliability_choice(val_spikes, clean_val).gains,
+             "power-of-two": power_of_two_choice(model, val_spikes).gains}
     out = {arm: outcome(model, test_spikes, g) for arm, g in gains.items()}
     poe = sum(test_spikes.head_log_probs.values()).argmax(-1)
     out["product-of-experts"] = Outcome((poe == test_spikes.labels).numpy(), np.zeros(len(poe), bool))
@@ -165,13 +162,10 @@ def fixed_point_correct(run, gains: dict[str, float] | None, test, calibration: 
     quantises it (exponents calibrated on ``calibration``, training samples under the cell's condition) predicts
     the label; ``simulate_fixed`` is bit-exact with Lava's fixed-point models (tests/test_lava_conv.py), so the
     whole grid needs no Lava process."""
-    graph = export_model(run.model, run.model_config, gains)
-    plan = plan_graph(graph)
     x = encode_inputs(run.model_config, torch.as_tensor(test.audio), torch.as_tensor(test.image),
                       torch.Generator().manual_seed(run.train_config.seed))
-    inputs = check_inputs(plan, batch_major(*x))[0]
-    quant = quantize_plan(plan, inputs, Calibration.from_graph(graph, check_inputs(plan, calibration)[0]))
-    return prediction(simulate_fixed(plan, quant, inputs)) == np.asarray(test.labels)
+    graph = export_model(run.model, run.model_config, gains)
+    return fixed_point_prediction(graph, batch_major(*x), calibration) == np.asarray(test.labels)
 
 
 def lava_check(run_dir, gains: dict[str, float] | None, cell: Corruption) -> dict:
@@ -226,11 +220,14 @@ def main() -> None:
                 **{f"gate-{g}": trained_run("avdigits-mlp", s, (f"model.gate={g}",)) for g in GATES}}
             for s in range(args.seeds)}
     loaded = {s: {arm: load_run(d) for arm, d in dirs.items()} for s, dirs in runs.items()}
+    clean_val = {s: branch_spikes(nets["static"].model, nets["static"].model_config,
+                                  load_split("val", seed=CORRUPTION_SEED), seed=nets["static"].train_config.seed)
+                 for s, nets in loaded.items()}
     outcomes: dict[str, list] = {}  # arm -> [seed][cell] Outcome
     for c in progress(GRID, desc="cells", unit="cell"):
         val, test = load_split("val", c, seed=CORRUPTION_SEED), load_split("test", c, seed=CORRUPTION_SEED)
         for s, nets in loaded.items():
-            cell = static_arms(nets["static"], val, test)
+            cell = static_arms(nets["static"], val, clean_val[s], test)
             cell.update({f"gate-{g}": gate_arm(nets[f"gate-{g}"], test) for g in GATES})
             for arm, o in cell.items():
                 outcomes.setdefault(arm, [[] for _ in loaded])[s].append(o)

@@ -146,11 +146,19 @@ def calibrate_gains(model: IEMFNet, cfg: ModelConfig, data: Any, clean: Any, man
                     batch_size: int = 256, seed: int = 0, condition: dict[str, Any] | None = None) -> FusionGains:
     """Reliability-weighted gains on ``data`` (the deployment condition), ``clean`` the same split undegraded."""
     check_gainable(model)
-    r, r_clean = ({m: reliability(ll, cfg.num_classes) for m, ll in
-                   branch_spikes(model, cfg, d, batch_size, seed).head_log_likelihood.items()} for d in (data, clean))
+    spikes, clean_spikes = (branch_spikes(model, cfg, d, batch_size, seed) for d in (data, clean))
+    return reliability_choice(spikes, clean_spikes, mantissa_bits, condition)
+
+
+def reliability_choice(spikes: BranchSpikes, clean: BranchSpikes, mantissa_bits: int = 3,
+                       condition: dict[str, Any] | None = None) -> FusionGains:
+    """``calibrate_gains`` on encoder spikes already computed (the condition's, and the clean split's)."""
+    num_classes = spikes.head_log_probs["audio"].shape[1]
+    r, r_clean = ({m: reliability(ll, num_classes) for m, ll in s.head_log_likelihood.items()}
+                  for s in (spikes, clean))
     raw, common = reliability_gains(r, r_clean)
     return FusionGains("reliability", {m: snap_gain(g, mantissa_bits) for m, g in raw.items()}, raw, mantissa_bits,
-                       len(data.labels), reliability={**r, **{f"clean_{m}": v for m, v in r_clean.items()}},
+                       len(spikes.labels), reliability={**r, **{f"clean_{m}": v for m, v in r_clean.items()}},
                        common_gain=common, condition=dict(condition or {}))
 
 
@@ -159,7 +167,11 @@ def power_of_two_search(model: IEMFNet, cfg: ModelConfig, data: Any, batch_size:
     """The pair (2**i, 2**j), i, j in SEARCH_EXPONENTS, most accurate on ``data``; ties go to the pair nearest
     (1, 1) (smallest |i| + |j|), then the lower exponents."""
     check_gainable(model)
-    spikes = branch_spikes(model, cfg, data, batch_size, seed)
+    return power_of_two_choice(model, branch_spikes(model, cfg, data, batch_size, seed), condition)
+
+
+def power_of_two_choice(model: IEMFNet, spikes: BranchSpikes, condition: dict[str, Any] | None = None) -> FusionGains:
+    """``power_of_two_search`` on encoder spikes already computed."""
     best: tuple[float, dict[str, float]] | None = None
     for i, j in sorted(itertools.product(SEARCH_EXPONENTS, repeat=2), key=lambda p: (abs(p[0]) + abs(p[1]), p)):
         gains = {"audio": 2.0 ** i, "visual": 2.0 ** j}

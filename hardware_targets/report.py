@@ -301,21 +301,29 @@ def sweep_section(sweep: Path | None) -> tuple[str | None, str]:
                        f"r {fit['pearson_r']:.2f}.")
 
 
-def fusion_note(run_dir: str | Path | None) -> str | None:
-    """How the deployed network (RUN_DIR/model.nir) weights its modalities, in one sentence."""
+def deployed_fusion(run_dir: str | Path | None) -> dict[str, Any] | None:
+    """How the deployed network (RUN_DIR/model.nir) weights its modalities: the folded ``gains``, how they were
+    chosen (``calibration``, None for given gains) and the on-chip ``gate``; None without a readable model.nir."""
     path = Path(run_dir) / "model.nir" if run_dir is not None else None
     if path is None or not path.is_file():
         return None
     try:
         record = graph_metadata(read_graph(path))
-        gains = record["fusion"]["gains"]
+        return {"gains": record["fusion"]["gains"], "calibration": record.get("fusion_calibration"),
+                "gate": record.get("model_config", {}).get("gate", "none")}
     except (UserError, KeyError, TypeError):
         return None
-    calibration = record.get("fusion_calibration") or {}
+
+
+def fusion_note(run_dir: str | Path | None) -> str | None:
+    """``deployed_fusion`` in one sentence."""
+    fusion = deployed_fusion(run_dir)
+    if fusion is None:
+        return None
+    gains, calibration, gate = fusion["gains"], fusion["calibration"], fusion["gate"]
     how = (f"chosen by the {calibration['rule']} rule on the {calibration['condition'].get('split', 'val')} split "
            f"for the deployment condition {condition_text(calibration['condition'])}") if calibration \
         else "unity: no static weighting"
-    gate = record.get("model_config", {}).get("gate", "none")
     return (f"Fusion gains folded into the projections: audio {gains['audio']:g}, visual {gains['visual']:g} ({how}); "
             + ("no on-chip gate." if gate == "none" else f"on-chip gate '{gate}' weights each sample."))
 

@@ -33,9 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from converters.nir_io import read_graph
-from converters.nir_semantics import graph_metadata
-from hardware_targets.report import condition_text, energy_summary
+from hardware_targets.report import condition_text, deployed_fusion, energy_summary
 from iemf_neuro.data.corruption import Corruption
 from iemf_neuro.errors import UserError
 from iemf_neuro.provenance import config_hash, git_revision, package_versions, write_json_atomic
@@ -142,14 +140,10 @@ def fixed_point_summary(run_dir: Path, fixed_dir: Path) -> dict[str, Any]:
             "spike_mismatches_vs_reference": sum(sim_fixed["mismatches"].values()), "reference": sim_fixed["reference"]}
 
 
-def fusion_summary(run_dir: Path) -> dict[str, Any]:
-    """How the deployed network weights its modalities: the gains folded into model.nir, how they were chosen,
-    the deployment condition the test accuracies were measured under, and whether the on-chip gate runs."""
-    record = graph_metadata(read_graph(run_dir / "model.nir"))
-    sim = json.loads((run_dir / "sim_float.json").read_text())
-    return {"gains": record["fusion"]["gains"], "calibration": record.get("fusion_calibration"),
-            "condition": sim["corruption"], "condition_text": condition_text(sim["corruption"]),
-            "gate": record["model_config"].get("gate", "none")}
+def fusion_summary(run_dir: Path, condition: dict[str, Any]) -> dict[str, Any]:
+    """How the deployed network weights its modalities (``deployed_fusion``: gains, how they were chosen, the
+    on-chip gate) and the deployment ``condition`` the test accuracies were measured under."""
+    return {**deployed_fusion(run_dir), "condition": condition, "condition_text": condition_text(condition)}
 
 
 def summarise(run_dir: Path, fixed_dir: Path) -> dict[str, Any]:
@@ -169,7 +163,7 @@ def summarise(run_dir: Path, fixed_dir: Path) -> dict[str, Any]:
         "spike_agreement_fixed": sim_fixed["float_spike_agreement"],
         "fixed_point": fixed_point_summary(run_dir, fixed_dir),
         "lava_samples": sim_float["samples"],
-        "fusion": fusion_summary(run_dir),
+        "fusion": fusion_summary(run_dir, sim_float["corruption"]),
         "energy_verdict": energy["verdict"],
         "energy": {name: energy_summary(t) for name, t in energy["targets"].items()},
         "config": test["provenance"]["config"],

@@ -20,14 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from converters.nir_to_lava import plan_graph
-from converters.quantize import Calibration, quantize_plan, simulate_fixed
 from iemf_neuro.errors import UserError
 from iemf_neuro.provenance import provenance, write_json_atomic
 from iemf_neuro.training.checkpoint import load_run
 
-from .simulate import (SimulationRequest, calibration_inputs, encoded_split, prediction, run_model_graph,
-                       snn_spikes, torch_inputs)
+from .simulate import (SimulationRequest, calibration_inputs, encoded_split, fixed_point_prediction, prediction,
+                       run_model_graph, snn_spikes, torch_inputs)
 
 CHOICE_FILE = "fixed_choice.json"
 CALIBRATED, QUANT_AWARE = "calibrated", "quantisation-aware"
@@ -47,11 +45,8 @@ def fixed_choice(float_dir: Path, qat_dir: Path, split: str = "val") -> dict[str
     inputs, labels = encoded_split(float_run, split, corruption=clean)
     x = torch_inputs(inputs)
     float_pred = prediction(snn_spikes(float_run.model, *x))
-    graph = run_model_graph(float_dir, float_run)
-    plan = plan_graph(graph)
-    quant = quantize_plan(plan, inputs, Calibration.from_graph(graph, calibration_inputs(float_run,
-                                                                                        corruption=clean)))
-    preds = {CALIBRATED: prediction(simulate_fixed(plan, quant, inputs)),
+    preds = {CALIBRATED: fixed_point_prediction(run_model_graph(float_dir, float_run), inputs,
+                                                calibration_inputs(float_run, corruption=clean)),
              QUANT_AWARE: prediction(snn_spikes(qat_run.model, *x, fixed=True))}
     dirs = {CALIBRATED: ".", QUANT_AWARE: os.path.relpath(qat_dir, float_dir)}
     candidates = {k: Candidate(dirs[k], float(np.mean(p == labels)), float(np.mean(p == float_pred)))

@@ -27,7 +27,8 @@ import torch
 from converters.model_to_nir import export_model
 from converters.nir_io import read_graph
 from converters.nir_semantics import graph_metadata
-from converters.quantize import CALIBRATION_SAMPLES, calibration_indices
+from converters.nir_to_lava import plan_graph
+from converters.quantize import CALIBRATION_SAMPLES, Calibration, calibration_indices, quantize_plan, simulate_fixed
 from hardware_targets.lava_sim import LavaRun, simulate_graph
 from iemf_neuro.data.corruption import Corruption
 from iemf_neuro.errors import UserError
@@ -114,6 +115,15 @@ def torch_inputs(inputs: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Ten
 def prediction(spikes: dict[str, np.ndarray]) -> np.ndarray:
     """The class each sample is read as: the output layer's most frequent spiker; spikes [N, T, ...]."""
     return spikes["output"].sum(axis=1).argmax(axis=1)
+
+
+def fixed_point_prediction(graph, inputs: dict[str, np.ndarray], calibration: dict[str, np.ndarray]) -> np.ndarray:
+    """The class each sample is read as by ``graph`` quantised as ``simulate --precision fixed`` quantises it
+    (exponents calibrated on ``calibration``) and run by ``simulate_fixed``, bit-exact with Lava's fixed-point
+    models: no Lava process."""
+    plan = plan_graph(graph)
+    quant = quantize_plan(plan, inputs, Calibration.from_graph(graph, calibration))
+    return prediction(simulate_fixed(plan, quant, inputs))
 
 
 def compare(lava: dict[str, np.ndarray], snn: dict[str, np.ndarray]) -> tuple[dict[str, int], np.ndarray]:
